@@ -1,0 +1,284 @@
+"""Shared parts of the benchmarks: media, nginx, the gateway, an origin, load and timing.
+
+Everything listens on 127.0.0.1. Each benchmark runs the gateway and its anchor on the same
+workload in the same run, alternating A, B, A, B, and prints absolute figures and ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def ensure_tools() -> None:
+    """nginx-light and wrk from Debian, installed when missing (the bench runs as root)."""
+    missing = [
+        pkg for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk")) if not shutil.which(tool)
+    ]
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+             "-o", "DPkg::Lock::Timeout=300", *missing],
+            check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def make_media(root: Path, seconds: int = 12) -> Path:
+    """1280x720 at ~8 Mb/s in 1 s segments: about 1 MB per segment, as CDNs serve."""
+    out = root / "vod"
+    if (out / "index.m3u8").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+         "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "8M", "-maxrate", "8M",
+         "-bufsize", "8M", "-g", "25", "-f", "hls", "-hls_time", "1",
+         "-hls_playlist_type", "vod", "-hls_segment_filename", str(out / "seg_%03d.ts"),
+         str(out / "index.m3u8")],
+        check=True,
+    )  # fmt: skip
+    # A long VOD playlist for the playlist workload.
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for i in range(1000):
+        lines += ["#EXTINF:1.000000,", f"seg_{i % seconds:03d}.ts"]
+    (out / "long.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+    return out
+
+
+class Nginx:
+    """nginx from a private prefix: static files, or proxy_cache in front of an origin."""
+
+    def __init__(self, work: Path, port: int) -> None:
+        self.work, self.port = work, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, server_block: str) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (self.work / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\npid {self.work}/nginx.pid;\n"
+            f"error_log {self.work}/error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n"
+            "  keepalive_requests 1000000;\n  default_type application/octet-stream;\n"
+            f"  client_body_temp_path {self.work}/body;\n  proxy_temp_path {self.work}/proxy;\n"
+            f"  types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}\n"
+            f"  proxy_cache_path {self.work}/edge keys_zone=edge:10m max_size=1g;\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port};\n{server_block}\n  }}\n}}\n"
+        )
+        self.process = subprocess.Popen(
+            [
+                "nginx",
+                "-p",
+                str(self.work),
+                "-c",
+                str(self.work / "nginx.conf"),
+                "-g",
+                "daemon off;",
+            ]
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@dataclass
+class Gateway:
+    port: int
+    cache_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, **settings: str) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        self.env.update(
+            GATEWAY_PORT=str(self.port), GATEWAY_CACHE_DIR=str(self.cache_dir),
+            GATEWAY_SECRET="bench-secret-" + "x" * 24, GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
+            GATEWAY_ACCESS_LOG="off", GATEWAY_LOG_LEVEL="WARNING",
+            **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
+        )  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], env=self.env, cwd=ROOT
+        )
+        wait_port(self.port)
+
+    def mint(self, upstream: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "url", upstream],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()  # GATEWAY_PORT is set, so the link names this instance
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="hls-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def wrk(url: str, *, connections: int = 32, seconds: int = 5) -> dict[str, float]:
+    """Requests per second and latency percentiles (ms) from `wrk --latency`."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rps": rps}
+    for pct in ("50", "90", "99"):
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
+        if match:
+            value, unit = float(match.group(1)), match.group(2)
+            result[f"p{pct}_ms"] = (
+                value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+            )
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = float(errors.group(1)) if errors else 0.0
+    return result
+
+
+def alternate(runs: dict[str, object], rounds: int = 2) -> dict[str, list[dict[str, float]]]:
+    """Run each named workload `rounds` times, interleaved: A, B, A, B."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            results[name].append(run())  # type: ignore[operator]
+    return results
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    title: str, results: dict[str, list[dict[str, float]]], metric: str, baseline: str
+) -> dict[str, object]:
+    """Print a table of each run and the median, with the ratio to `baseline`."""
+    base = median([r[metric] for r in results[baseline]])
+    print(f"\n## {title}\n")
+    print(f"| server | {metric} (each run) | median | ratio to {baseline} |")
+    print("|---|---|---|---|")
+    summary: dict[str, object] = {}
+    for name, runs in results.items():
+        values = [r[metric] for r in runs]
+        med = median(values)
+        ratio = med / base if base else float("nan")
+        summary[name] = {"runs": runs, "median": med, "ratio": ratio}
+        shown = ", ".join(f"{v:,.2f}" if v < 100 else f"{v:,.0f}" for v in values)
+        print(f"| {name} | {shown} | {med:,.2f} | {ratio:.2f}× |")
+    return summary
+
+
+def save(name: str, data: dict[str, object]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps({"machine": machine(), **data}, indent=2, default=str))
+    return path
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+async def ttfb(session: aiohttp.ClientSession, url: str) -> tuple[float, str, int]:
+    """Seconds to the first body byte, the X-Cache state, and the body size."""
+    started = time.perf_counter()
+    async with session.get(url) as response:
+        first = await response.content.readany()
+        elapsed = time.perf_counter() - started
+        rest = await response.read()
+        return elapsed, response.headers.get("X-Cache", "-"), len(first) + len(rest)
+
+
+class SlowOrigin:
+    """An aiohttp origin that waits `latency` before answering, like a far-away CDN."""
+
+    def __init__(self, root: Path, latency: float) -> None:
+        self.root, self.latency = root, latency
+        self.requests = 0
+        self.base = ""
+
+    async def start(self) -> web.AppRunner:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            self.requests += 1
+            await asyncio.sleep(self.latency)
+            name = request.match_info["name"]
+            # Any /seg_<n>.ts is served from an existing segment, so every name is cold.
+            real = re.sub(r"^cold_\d+_", "", name)
+            path = self.root / real
+            if not path.is_file():
+                return web.Response(status=404)
+            return web.Response(
+                body=path.read_bytes(),
+                content_type="video/mp2t"
+                if name.endswith(".ts")
+                else "application/vnd.apple.mpegurl",
+            )
+
+        app = web.Application()
+        app.router.add_get("/vod/{name}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self.base = f"http://127.0.0.1:{port}"
+        return runner

@@ -1,0 +1,84 @@
+"""Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway.
+
+    python -m bench.miss_ttfb [--requests 200]
+
+Every request names a segment nobody asked for before (`cold_<n>_seg_003.ts`, which the
+origin serves from one file), so each one is a real miss streamed from upstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+
+import aiohttp
+
+from bench.common import Gateway, Nginx, SlowOrigin, free_port, make_media, save, ttfb, workdir
+
+_names = itertools.count()
+
+
+async def measure(session: aiohttp.ClientSession, make_url: object, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        elapsed, _state, _size = await ttfb(session, make_url(f"cold_{next(_names)}_seg_003.ts"))  # type: ignore[operator]
+        times.append(elapsed * 1000)
+    return times
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    with workdir() as work:
+        media = make_media(work)
+        origin = SlowOrigin(media, 0.0)
+        runner = await origin.start()
+        nginx = Nginx(work / "nginx", free_port())
+        nginx.start(
+            f"    location /vod/ {{ proxy_pass {origin.base}; proxy_cache edge; "
+            "proxy_cache_valid 200 1h; proxy_buffering on; }"
+        )
+        gateway = Gateway(free_port(), work / "cache")
+        gateway.start(prefetch_segments="0")
+        results: dict[str, list[list[float]]] = {
+            "origin direct": [],
+            "nginx proxy_cache": [],
+            "gateway": [],
+        }
+        try:
+            token_base = gateway.mint(f"{origin.base}/vod/seg_000.ts").rsplit("/", 1)[0]
+            makers = {
+                "origin direct": lambda name: f"{origin.base}/vod/{name}",
+                "nginx proxy_cache": lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}",
+                "gateway": lambda name: f"{token_base}/{name}",
+            }
+            async with aiohttp.ClientSession() as session:
+                for _ in range(2):
+                    for name, make in makers.items():
+                        results[name].append(await measure(session, make, args.requests))
+        finally:
+            gateway.stop()
+            nginx.stop()
+            await runner.cleanup()
+    print(f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run\n")
+    print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin |")
+    print("|---|---|---|---|")
+    base = statistics.median(statistics.median(r) for r in results["origin direct"])
+    summary = {}
+    for name, runs in results.items():
+        p50s = [statistics.median(r) for r in runs]
+        p95s = [statistics.quantiles(r, n=100)[94] for r in runs]
+        overhead = statistics.median(p50s) - base
+        summary[name] = {"p50_ms": p50s, "p95_ms": p95s, "overhead_ms": overhead}
+        print(
+            f"| {name} | {', '.join(f'{v:.2f}' for v in p50s)} | "
+            f"{', '.join(f'{v:.2f}' for v in p95s)} | {overhead:+.2f} ms |"
+        )
+    print(f"results: {save('miss_ttfb', summary)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,156 @@
+"""The application factory: wires settings into the one client, cache, fetcher and routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway import protocol_errors
+from gateway.admin import AdminApi
+from gateway.api import STATIC_DIR, LinksApi, Readiness, healthz, index_page
+from gateway.cache.index import CacheIndex, IndexUnavailable
+from gateway.cache.segments import SegmentCache
+from gateway.cache.shared_flight import FlightLocks
+from gateway.fetcher import Fetcher
+from gateway.links import Links
+from gateway.manifests import ManifestService
+from gateway.metrics import Metrics
+from gateway.middleware import (
+    ConcurrencyLimit,
+    Cors,
+    add_request_id,
+    errors_middleware,
+    request_id_middleware,
+)
+from gateway.prefetch import Prefetcher
+from gateway.proxy import ProxyHandler
+from gateway.resolver import Resolver
+from gateway.secret import load_secrets
+from gateway.settings import Settings
+from gateway.signing import Signer
+from gateway.upstream import UpstreamClient
+from gateway.watch import Watch
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything a running gateway holds; one per process."""
+
+    settings: Settings
+    links: Links
+    client: UpstreamClient
+    cache: SegmentCache
+    fetcher: Fetcher
+    manifests: ManifestService
+    prefetcher: Prefetcher
+    metrics: Metrics
+    resolver: Resolver
+    watch: Watch
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def build_links(settings: Settings) -> Links:
+    secret, previous = load_secrets(settings)
+    return Links(Signer(secret, previous), settings.base_url)
+
+
+def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Application:
+    """`index` replaces the configured cache index (tests pass one with its own key prefix)."""
+    protocol_errors.install()
+    links = build_links(settings)
+    client = UpstreamClient(settings)
+    cache = SegmentCache(settings, index)
+    metrics = Metrics()
+    locks = (
+        FlightLocks(settings.redis_url, prefix=settings.redis_prefix, node=settings.node_name)
+        if settings.redis_url
+        else None
+    )
+    fetcher = Fetcher(settings, client, cache, metrics, locks)
+    prefetcher = Prefetcher(settings, fetcher, cache, metrics)
+    cache.on_evict.append(prefetcher.evicted)
+    cache.on_evict.append(lambda names: metrics.evictions.inc(len(names)))
+
+    async def read_cache_bytes() -> None:
+        with contextlib.suppress(IndexUnavailable):
+            metrics.cache_bytes.set(await cache.index.total_bytes())
+
+    metrics.on_scrape(read_cache_bytes)
+    manifests = ManifestService(settings, links)
+    resolver = Resolver(settings)
+    watch = Watch(settings, links, resolver, fetcher, manifests)
+    gateway = Gateway(
+        settings,
+        links,
+        client,
+        cache,
+        fetcher,
+        manifests,
+        prefetcher,
+        metrics,
+        resolver,
+        watch,
+    )
+
+    cors = Cors(settings)
+    app = web.Application(
+        middlewares=[
+            ConcurrencyLimit(settings.max_client_requests).middleware,
+            request_id_middleware,
+            metrics.middleware,
+            cors.preflight,
+            errors_middleware,
+        ],
+        client_max_size=64 * 1024,
+        handler_args={"max_field_size": 16384, "max_line_size": 16384},
+    )
+    app[GATEWAY] = gateway
+    app.on_response_prepare.append(cors.on_prepare)
+    app.on_response_prepare.append(add_request_id)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await client.start()
+        await cache.start()
+        yield
+        await prefetcher.close()
+        await resolver.close()
+        await fetcher.close()
+        await client.close()
+        await cache.close()
+        if locks is not None:
+            await locks.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    proxy = ProxyHandler(
+        links.signer,
+        cache,
+        fetcher,
+        manifests,
+        prefetcher,
+        watch.recover,
+        accel_prefix=settings.accel_redirect_prefix,
+        metrics=metrics,
+    )
+    api = LinksApi(links, settings.api_key)
+    app.router.add_get("/p/{tail:.*}", proxy.handle)
+    app.router.add_route("OPTIONS", "/p/{tail:.*}", proxy.handle)
+    app.router.add_post("/api/links", api.create)
+    admin = AdminApi(settings.admin_token, cache, fetcher, settings.node_name)
+    app.router.add_get("/admin/cache", admin.stats)
+    app.router.add_post("/admin/cache/purge", admin.purge)
+    app.router.add_post("/admin/cache/warm", admin.warm)
+    if settings.web_page:
+        app.router.add_get("/", index_page)
+        app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", Readiness(cache).handle)
+    app.router.add_get("/metrics", metrics.handle)
+    app.router.add_get("/resolve", watch.resolve)
+    app.router.add_get("/watch/{token}/{name}", watch.handle)
+    return app

@@ -1,0 +1,139 @@
+"""One upstream body being written to a temp file while any number of clients read it.
+
+Readers follow the growing file with `pread`, so every waiting client gets bytes as they
+arrive, and the download continues for the others (and for the cache) when one leaves. If
+the disk refuses a write, the rest of the body is kept in memory for the readers already
+attached and the object is simply not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.cache")
+
+READ_CHUNK = 256 * 1024
+
+
+class Fill:
+    """A temp file that grows; `done` once the body is complete (or `error` is set)."""
+
+    def __init__(self, temp: Path, readers: int = 0) -> None:
+        self.temp = temp
+        self.written = 0
+        self.done = False
+        self.error: GatewayError | None = None
+        self.disk_failed: OSError | None = None
+        self._fd: int | None = None
+        self._readers = readers
+        self._spill: list[bytes] = []
+        self._spill_start = 0
+        self._changed = asyncio.Event()
+        try:
+            self._fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            self.disk_failed = exc
+
+    @property
+    def on_disk(self) -> bool:
+        """True while every byte so far is in the temp file (the object can still be cached)."""
+        return self.disk_failed is None
+
+    def append(self, data: bytes) -> None:
+        if self.disk_failed is None and self._fd is not None:
+            try:
+                # Page-cache writes of one network chunk cost less than a thread hop.
+                os.pwrite(self._fd, data, self.written)
+            except OSError as exc:
+                self.disk_failed = exc
+                self._spill_start = self.written
+        if self.disk_failed is not None:
+            self._spill.append(data)
+        self.written += len(data)
+        self._wake()
+
+    def finish(self, error: GatewayError | None = None) -> None:
+        self.done = True
+        self.error = error
+        self._wake()
+        self._maybe_close()
+
+    def discard_temp(self) -> None:
+        with contextlib.suppress(OSError):
+            self.temp.unlink()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _maybe_close(self) -> None:
+        if self.done and self._readers == 0:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._spill = []
+
+    @property
+    def readers(self) -> int:
+        return self._readers
+
+    def attach(self) -> None:
+        """Reserve the bytes for one more reader (call before the first await)."""
+        self._readers += 1
+
+    def detach(self) -> None:
+        self._readers -= 1
+        self._maybe_close()
+
+    async def wait(self) -> None:
+        """Until the body is complete or failed, without reading it (prefetch needs no bytes)."""
+        while not self.done:
+            await self._changed.wait()
+
+    async def read_from(self, offset: int = 0) -> AsyncIterator[bytes]:
+        """Yield the body from `offset` as it grows; raise the fill's error if it fails.
+
+        The caller must have called `attach()` and must call `detach()` afterwards.
+        """
+        while True:
+            if offset < self.written:
+                chunk = self._read(offset, min(READ_CHUNK, self.written - offset))
+                offset += len(chunk)
+                yield chunk
+            elif self.done:
+                if self.error is not None:
+                    raise self.error
+                return
+            else:
+                await self._changed.wait()
+
+    def _read(self, offset: int, size: int) -> bytes:
+        if self.disk_failed is not None and offset >= self._spill_start:
+            return self._read_spill(offset, size)
+        assert self._fd is not None
+        limit = self._spill_start if self.disk_failed is not None else self.written
+        data = os.pread(self._fd, min(size, limit - offset), offset)
+        if not data:
+            raise GatewayError("cache file vanished during a fill", 502)
+        return data
+
+    def _read_spill(self, offset: int, size: int) -> bytes:
+        position = self._spill_start
+        for piece in self._spill:
+            if offset < position + len(piece):
+                start = offset - position
+                return piece[start : start + size]
+            position += len(piece)
+        raise GatewayError("fill buffer out of range", 502)
+
+
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,0 +1,267 @@
+"""`hls-gateway serve | url | resolve`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.settings import Settings, SettingsError, load_settings
+from gateway.signing import HeaderError, parse_header_line
+
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hls-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+
+    url = commands.add_parser("url", help="print the signed gateway URL for an upstream URL")
+    url.add_argument("upstream_url")
+    url.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="a header to send upstream (Referer, Origin, User-Agent, Cookie, ...); repeatable",
+    )
+    url.add_argument("--ttl", type=float, help="seconds until the link expires")
+
+    cache = commands.add_parser("cache", help="inspect, purge or warm the segment cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    cache_commands.add_parser("stats", help="entries and bytes of this node's cache")
+    purge = cache_commands.add_parser("purge", help="remove cached objects")
+    purge.add_argument("--upstream-prefix", help="only objects whose upstream URL starts so")
+    warm = cache_commands.add_parser("warm", help="fetch every segment of a VOD playlist")
+    warm.add_argument("playlist_url")
+    warm.add_argument("--header", action="append", default=[], metavar="'Name: value'")
+
+    resolve = commands.add_parser(
+        "resolve", help="extract a web page's stream with yt-dlp and print its stable play URL"
+    )
+    resolve.add_argument("page_url")
+    resolve.add_argument("--format", help="a yt-dlp format spec (default: GATEWAY_RESOLVE_FORMAT)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+            _configure_logging(settings)
+            return serve(settings)
+        settings = load_settings()
+        _configure_logging(settings)
+        if args.command == "resolve":
+            return print_watch_url(settings, args.page_url, args.format)
+        if args.command == "cache":
+            return cache_command(settings, args)
+        return print_url(settings, args.upstream_url, args.header, args.ttl)
+    except (SettingsError, HeaderError, ValueError) as exc:
+        print(f"hls-gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hls-gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def print_url(settings: Settings, upstream: str, header_lines: list[str], ttl: float | None) -> int:
+    from gateway.app import build_links
+    from playlists.urls import is_http_url
+
+    if not is_http_url(upstream):
+        raise ValueError(f"not an http(s) URL: {upstream}")
+    if ttl is not None and ttl <= 0:
+        raise ValueError("--ttl must be positive")
+    headers = tuple(parse_header_line(line) for line in header_lines)
+    print(build_links(settings).mint(upstream, headers, ttl))
+    return 0
+
+
+def cache_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs against the configured cache dir and index (the shared Redis one when set)."""
+    import asyncio
+    import json
+    from dataclasses import asdict
+
+    from gateway import admin
+    from gateway.cache.segments import SegmentCache
+    from gateway.errors import GatewayError
+    from gateway.fetcher import Fetcher
+    from gateway.upstream import UpstreamClient
+    from playlists.urls import is_http_url
+
+    async def run() -> int:
+        cache = SegmentCache(settings)
+        await cache.start()
+        try:
+            if args.cache_command == "stats":
+                print(json.dumps(asdict(await admin.cache_stats(cache, settings.node_name))))
+            elif args.cache_command == "purge":
+                removed, size = await admin.purge(cache, args.upstream_prefix)
+                print(f"removed {removed} objects, {size} bytes")
+            else:
+                if not is_http_url(args.playlist_url):
+                    raise ValueError(f"not an http(s) URL: {args.playlist_url}")
+                headers = tuple(parse_header_line(line) for line in args.header)
+                client = UpstreamClient(settings)
+                await client.start()
+                try:
+                    report = await admin.warm(
+                        Fetcher(settings, client, cache), cache, args.playlist_url, headers,
+                        progress=_progress_bar,
+                    )
+                finally:
+                    await client.close()
+                print(file=sys.stderr)
+                print(
+                    f"{report.playlists} playlists, {report.segments} segments: "
+                    f"{report.fetched} fetched ({report.bytes} bytes), "
+                    f"{report.already_cached} already cached, {report.failed} failed"
+                )
+                return 1 if report.failed else 0
+        except GatewayError as exc:
+            print(f"hls-gateway: {exc.reason}", file=sys.stderr)
+            return 1
+        finally:
+            await cache.close()
+        return 0
+
+    return asyncio.run(run())
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    bar = "#" * filled + "-" * (width - filled)
+    print(f"\rwarming [{bar}] {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def print_watch_url(settings: Settings, page_url: str, spec: str | None) -> int:
+    """Extract once here, so a page without a stream fails now rather than on the TV."""
+    import asyncio
+
+    from gateway.app import build_links
+    from gateway.errors import GatewayError
+    from gateway.resolver import Resolver, check_page_url
+    from gateway.watch import watch_path
+
+    async def extract() -> str:
+        spec_used = spec or settings.resolve_format
+        extraction = await Resolver(settings).resolve(check_page_url(page_url), spec_used)
+        links = build_links(settings)
+        return links.public_base + watch_path(links, page_url, spec_used, extraction)
+
+    try:
+        print(asyncio.run(extract()))
+    except GatewayError as exc:
+        print(f"hls-gateway: {exc.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    if settings.workers > 1 and not settings.redis_url:
+        raise SettingsError(
+            "--workers > 1 needs GATEWAY_REDIS_URL: the embedded index lives in one process"
+        )
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    from gateway.secret import load_secrets
+
+    load_secrets(settings)  # create the secret once, before workers race for it
+    if settings.workers == 1:
+        _run_worker(settings, None)
+        return 0
+    _prepare_shared_metrics(settings)
+    sock = _shared_socket(settings)
+    workers = [
+        multiprocessing.get_context("fork").Process(target=_run_worker, args=(settings, sock))
+        for _ in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("serving on %s with %d workers", settings.base_url, settings.workers)
+
+    def _stop(_signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for worker in workers:
+        worker.join()
+    return 0
+
+
+def _shared_socket(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
+    from gateway.access_log import access_logging
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    if sock is None:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=lambda _msg: log.info("serving on %s", settings.base_url),
+            **access_logging(settings.access_log),  # type: ignore[arg-type]
+        )
+    else:
+        web.run_app(app, sock=sock, print=None, **access_logging(settings.access_log))  # type: ignore[arg-type]
+
+
+def _prepare_shared_metrics(settings: Settings) -> None:
+    """Workers write their metrics to files here, so any worker's /metrics sums them all.
+
+    Must happen before prometheus_client is imported, which is why the app is imported
+    inside the workers.
+    """
+    directory = settings.cache_dir / "metrics"
+    if directory.exists():
+        shutil.rmtree(directory)  # a previous run's counters would be summed in
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if settings.access_log == "json":
+        # JSON lines must stand alone: no timestamp prefix from the root format.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("gateway.access")
+        access.addHandler(handler)
+        access.propagate = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Single-flight upstream fetches: one upstream request per object, however many clients wait.
+
+The first request for an object starts a *flight*; later ones join it. A flight reads the
+start of the body to learn what it is: a playlist or MPD is read whole (bounded) and handed to
+every waiter for rewriting; anything else becomes a `Fill` that all waiters stream from while
+it grows, and that is admitted to the cache only once complete and length-checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gateway.cache.entry import Entry
+from gateway.cache.fill import Fill
+from gateway.cache.keys import cache_key, storage_name
+from gateway.cache.segments import SegmentCache, new_entry
+from gateway.cache.shared_flight import LOCK_SECONDS, Claim, FlightLocks, RemoteFill
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.signing import Grant
+from gateway.sniff import sniff_content_type
+from gateway.upstream import UpstreamClient, UpstreamResponse
+from playlists import dash, hls
+
+log = logging.getLogger("gateway.fetch")
+
+_SNIFF_BYTES = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What one client request asks of upstream."""
+
+    grant: Grant
+    upstream_url: str
+    range_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A whole playlist or MPD body, not yet rewritten."""
+
+    body: bytes
+    final_url: str
+    kind: str  # "hls" or "dash"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaHead:
+    status: int
+    content_type: str
+    content_length: int | None
+    content_range: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The object was committed to the cache by a flight that ended a moment ago."""
+
+    entry: Entry
+    path: Path
+
+
+Head = Manifest | MediaHead | Stored
+
+
+@dataclass(slots=True)
+class Flight:
+    key: str
+    name: str
+    head: asyncio.Future[Head]
+    fill: Fill | RemoteFill | None = None
+    waiting: int = 0  # clients counted in before the fill existed
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Joined:
+    """A client's place in a flight; `release()` exactly once when done reading."""
+
+    flight: Flight
+    head: Head
+    coalesced: bool
+
+    def release(self) -> None:
+        if self.flight.fill is not None:
+            self.flight.fill.detach()
+
+
+class Fetcher:
+    def __init__(
+        self,
+        settings: Settings,
+        client: UpstreamClient,
+        cache: SegmentCache,
+        metrics: Metrics | None = None,
+        locks: FlightLocks | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._cache = cache
+        self._metrics = metrics or Metrics()
+        self._locks = locks
+        self._flights: dict[str, Flight] = {}
+
+    def key_for(self, url: str, range_header: str | None = None) -> str:
+        return cache_key(
+            url,
+            range_header=range_header,
+            ignore_params=self._settings.cache_key_ignore_params,
+        )
+
+    def in_flight(self, key: str) -> bool:
+        return key in self._flights
+
+    async def join(self, target: Target) -> Joined:
+        """Join the flight for `target`, starting it if none is under way."""
+        key = self.key_for(target.upstream_url, target.range_header)
+        flight = self._flights.get(key)
+        coalesced = flight is not None
+        if flight is None:
+            loop = asyncio.get_running_loop()
+            flight = Flight(key, storage_name(key), loop.create_future())
+            self._flights[key] = flight
+            flight.task = asyncio.create_task(self._fly(flight, target))
+        # Count this client in before awaiting, so a fill that completes in one go keeps its
+        # bytes until every client counted in has read them.
+        if flight.fill is not None:
+            flight.fill.attach()
+        else:
+            flight.waiting += 1
+        try:
+            # The flight outlives any single client: a client that leaves does not cancel it.
+            head = await asyncio.shield(flight.head)
+        except BaseException:
+            if flight.fill is not None:
+                flight.fill.detach()
+            else:
+                flight.waiting -= 1
+            raise
+        return Joined(flight, head, coalesced)
+
+    async def close(self) -> None:
+        tasks = [f.task for f in self._flights.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _fly(self, flight: Flight, target: Target) -> None:
+        response: UpstreamResponse | None = None
+        claim: Claim | None = None
+        try:
+            # A client that missed the cache just before another flight for this object
+            # committed it would otherwise fetch it again.
+            stored = await self._cache.lookup(flight.name)
+            if stored is not None:
+                flight.head.set_result(Stored(*stored))
+                return
+            if self._locks is not None:
+                claim = await self._locks.claim(flight.name)
+                if claim is None:
+                    if await self._follow(flight, self._locks):
+                        return
+                    claim = await self._locks.claim(flight.name)  # the leader is gone
+            started = time.monotonic()
+            response = await self._client.open(
+                target.upstream_url, target.grant.headers, range_header=target.range_header
+            )
+            self._metrics.upstream_seconds.observe(time.monotonic() - started)
+            chunks = response.chunks().__aiter__()
+            first = await _read_prefix(chunks, _SNIFF_BYTES)
+            kind = _manifest_kind(first)
+            if kind is not None:
+                if claim is not None and self._locks is not None:
+                    # Manifests are small and rewritten per worker: others fetch their own.
+                    await self._locks.publish(claim, state="manifest")
+                body = await _read_rest(first, chunks, self._settings.playlist_max_bytes)
+                flight.head.set_result(Manifest(body, response.url, kind))
+                return
+            await self._fill(flight, target, response, first, chunks, claim)
+        except GatewayError as exc:
+            if not flight.head.done():
+                flight.head.set_exception(exc)
+            if flight.fill is not None and not flight.fill.done:
+                log.warning("fill failed for %s: %s", _redact(target.upstream_url), exc.reason)
+                flight.fill.finish(exc)
+                flight.fill.discard_temp()
+        except asyncio.CancelledError:
+            error = UpstreamError("gateway shutting down", 503)
+            if not flight.head.done():
+                flight.head.set_exception(error)
+            if flight.fill is not None and not flight.fill.done:
+                flight.fill.finish(error)
+                flight.fill.discard_temp()
+            raise
+        except Exception as exc:
+            log.exception("unexpected fetch failure")
+            error = UpstreamError(f"internal fetch error: {type(exc).__name__}", 500)
+            if not flight.head.done():
+                flight.head.set_exception(error)
+            if flight.fill is not None and not flight.fill.done:
+                flight.fill.finish(error)
+                flight.fill.discard_temp()
+        finally:
+            if claim is not None and self._locks is not None:
+                await self._locks.release(claim)
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            if response is not None:
+                if flight.fill is not None and flight.fill.error is not None:
+                    # An unfinished body must not be drained or reused: close the connection.
+                    response.abort()
+                else:
+                    response.release()
+            if flight.head.done() and not flight.head.cancelled():
+                flight.head.exception()  # a flight nobody awaited must not warn
+
+    async def _fill(
+        self,
+        flight: Flight,
+        target: Target,
+        response: UpstreamResponse,
+        first: bytes,
+        chunks: AsyncIterator[bytes],
+        claim: Claim | None = None,
+    ) -> None:
+        headers = response.headers
+        head = MediaHead(
+            status=response.status,
+            content_type=sniff_content_type(
+                first, headers.get("Content-Type"), target.upstream_url
+            ),
+            content_length=response.content_length,
+            content_range=headers.get("Content-Range") if response.status == 206 else None,
+            etag=headers.get("ETag"),
+            last_modified=headers.get("Last-Modified"),
+        )
+        # A range request that upstream answered in full is the whole object.
+        key = flight.key if response.status == 206 else self.key_for(target.upstream_url)
+        fill = flight.fill = Fill(self._cache.store.new_temp(), readers=flight.waiting)
+        if first:
+            fill.append(first)
+        flight.head.set_result(head)
+        if claim is not None and self._locks is not None:
+            shared = {"head": asdict(head), "temp": str(fill.temp)} if fill.on_disk else {}
+            await self._locks.publish(claim, state="filling" if shared else "nodisk", **shared)
+        self._metrics.fills_in_flight.inc()
+        too_big = self._cache.max_object_bytes
+        try:
+            async for chunk in chunks:
+                fill.append(chunk)
+                if fill.written > too_big and fill.readers == 0:
+                    # Not going to be cached and nobody is reading: stop downloading it.
+                    raise UpstreamError("uncacheable body abandoned by every client")
+        finally:
+            self._metrics.fills_in_flight.dec()
+            self._metrics.upstream_bytes.inc(fill.written)
+        if fill.disk_failed is not None:
+            self._cache.disk_refused(fill.disk_failed)
+        expected = head.content_length
+        if expected is not None and fill.written != expected:
+            raise UpstreamError(f"upstream body was {fill.written} of {expected} bytes")
+        cacheable = fill.on_disk and response.status in (200, 206)
+        if cacheable:
+            entry = new_entry(
+                storage_name(key),
+                key,
+                fill.written,
+                head.content_type,
+                status=response.status,
+                content_range=head.content_range,
+                etag=head.etag,
+                last_modified=head.last_modified,
+            )
+            await self._cache.admit(fill.temp, entry, _http_date(head.last_modified))
+        else:
+            fill.discard_temp()
+        fill.finish()
+
+
+    async def _follow(self, flight: Flight, locks: FlightLocks) -> bool:
+        """Stream another worker's fill of this object. False: lead it ourselves instead."""
+        deadline = time.monotonic() + self._settings.upstream_read_timeout + LOCK_SECONDS
+        while time.monotonic() < deadline:
+            info = await locks.peek(flight.name)
+            if info is None:
+                stored = await self._cache.lookup(flight.name)
+                if stored is None:
+                    return False  # the leader failed or died: take over
+                flight.head.set_result(Stored(*stored))
+                return True
+            if info.get("state") in ("manifest", "nodisk"):
+                return False
+            if "head" in info and "temp" in info:
+                try:
+                    remote = RemoteFill(
+                        Path(info["temp"]), self._settled(flight.name), readers=flight.waiting
+                    )
+                except FileNotFoundError:
+                    await asyncio.sleep(0.01)  # renamed into place a moment ago: peek again
+                    continue
+                flight.fill = remote
+                flight.head.set_result(MediaHead(**info["head"]))
+                await remote.follow(self._lock_held(locks, flight.name, info["token"]))
+                return True
+            await asyncio.sleep(0.01)
+        raise UpstreamTimeout("waited too long for another worker's upstream fetch")
+
+    def _settled(self, name: str) -> Callable[[], Awaitable[int | None]]:
+        async def settle() -> int | None:
+            stored = await self._cache.lookup(name)
+            return stored[0].size if stored is not None else None
+
+        return settle
+
+    @staticmethod
+    def _lock_held(locks: FlightLocks, name: str, token: str) -> Callable[[], Awaitable[bool]]:
+        async def held() -> bool:
+            info = await locks.peek(name)
+            return info is not None and info.get("token") == token
+
+        return held
+
+
+async def _read_prefix(chunks: AsyncIterator[bytes], size: int) -> bytes:
+    buffer = b""
+    while len(buffer) < size:
+        try:
+            buffer += await anext(chunks)
+        except StopAsyncIteration:
+            break
+    return buffer
+
+
+async def _read_rest(first: bytes, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    parts = [first]
+    size = len(first)
+    if size > limit:
+        raise UpstreamError(f"playlist larger than {limit} bytes")
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError(f"playlist larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _manifest_kind(head: bytes) -> str | None:
+    if hls.is_playlist(head):
+        return "hls"
+    if dash.is_mpd(head):
+        return "dash"
+    return None
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _redact(url: str) -> str:
+    """Log lines name the upstream path, never its query (which often carries credentials)."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,130 @@
+"""Prometheus metrics (prometheus-client), one set per app, summed across workers.
+
+With several workers, `hls-gateway serve` points PROMETHEUS_MULTIPROC_DIR at a directory
+under the cache dir before any worker starts, and every worker's `/metrics` answers for all
+of them. In one process (and in tests) each app has its own registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Client requests answered.", ["route", "status"], registry=r
+        )
+        self.cache_results = Counter(
+            "gateway_cache_results",
+            "Segment and playlist answers by cache state (HIT, MISS, COALESCED, STALE).",
+            ["kind", "state"],
+            registry=r,
+        )
+        self.served_bytes = Counter(
+            "gateway_served_bytes", "Segment body bytes sent to clients.", ["state"], registry=r
+        )
+        self.upstream_seconds = Histogram(
+            "gateway_upstream_seconds",
+            "Time from sending an upstream request to its response headers.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_bytes = Counter(
+            "gateway_upstream_bytes", "Body bytes received from upstream.", registry=r
+        )
+        self.fills_in_flight = Gauge(
+            "gateway_fills_in_flight",
+            "Upstream fills under way.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.evictions = Counter(
+            "gateway_cache_evictions", "Objects evicted from the segment cache.", registry=r
+        )
+        self.cache_bytes = Gauge(
+            "gateway_cache_bytes",
+            "Bytes in this node's segment cache, as the index counts them.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.prefetch_requests = Counter(
+            "gateway_prefetch_requests", "Segments fetched ahead of any client.", registry=r
+        )
+        self.prefetch_bytes = Counter(
+            "gateway_prefetch_bytes", "Bytes fetched ahead of any client.", registry=r
+        )
+        self.prefetch_hits = Counter(
+            "gateway_prefetch_hits", "Prefetched segments later asked for.", registry=r
+        )
+        self.prefetch_wasted_bytes = Counter(
+            "gateway_prefetch_wasted_bytes",
+            "Prefetched bytes evicted before any client asked for them.",
+            registry=r,
+        )
+        self.extractions = Counter(
+            "gateway_extractions", "yt-dlp page extractions run.", registry=r
+        )
+        self._refreshers: list[Callable[[], Awaitable[None]]] = []
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def count(self, metric: Counter, *labels: str, amount: float = 1.0) -> None:
+        """`metric.labels(*labels).inc(amount)`, with the labelled child looked up once."""
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        child.inc(amount)
+
+    def on_scrape(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        """Run `refresh` before each scrape (gauges read from the index)."""
+        self._refreshers.append(refresh)
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        for refresh in self._refreshers:
+            await refresh()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.count(self.requests, route_of(request.path), str(status))
+
+
+def route_of(path: str) -> str:
+    """A bounded label: the route family, never the token or file name."""
+    first = path.split("/", 2)[1] if path.count("/") >= 1 else ""
+    return first if first in {"p", "watch", "resolve", "api", "admin", "metrics"} else "other"

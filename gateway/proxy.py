@@ -1,0 +1,194 @@
+"""`/p/<token>/<rest>`: playlists rewritten, segments from the cache or a single-flight fill."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.cache.entry import Entry
+from gateway.cache.keys import storage_name
+from gateway.cache.segments import SegmentCache
+from gateway.errors import Forbidden, GatewayError, Gone, NotFound
+from gateway.fetcher import Fetcher, Joined, Manifest, Stored, Target
+from gateway.links import PREFIX
+from gateway.manifests import ManifestService
+from gateway.metrics import Metrics
+from gateway.prefetch import Prefetcher
+from gateway.serve import (
+    accel_response,
+    hit_response,
+    manifest_response,
+    memory_response,
+    stream_response,
+)
+from gateway.signing import Grant, Signer, TokenError, TokenExpired
+from playlists import hls
+from playlists.errors import PathEscapeError, PlaylistError
+from playlists.urls import normalize_rest
+
+Recover = Callable[[Grant, str], Awaitable[tuple[Grant, str] | None]]
+_SINGLE_RANGE = re.compile(r"^bytes=(\d+-\d*|-\d+)$")
+
+
+class ProxyHandler:
+    def __init__(
+        self,
+        signer: Signer,
+        cache: SegmentCache,
+        fetcher: Fetcher,
+        manifests: ManifestService,
+        prefetcher: Prefetcher,
+        recover: Recover | None = None,
+        accel_prefix: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._signer = signer
+        self._cache = cache
+        self._fetcher = fetcher
+        self._manifests = manifests
+        self._prefetcher = prefetcher
+        self._recover = recover
+        self._accel_prefix = accel_prefix
+        self._metrics = metrics or Metrics()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw = request.raw_path
+        grant, rest, upstream_url = self._parse(raw)
+        cached = self._manifests.cached(raw)
+        if cached is not None:
+            self._prefetcher.playlist_requested(upstream_url)
+            self._metrics.count(self._metrics.cache_results, "playlist", "HIT")
+            return manifest_response(request, cached, "HIT")
+
+        range_header = _usable_range(request.headers.get("Range"))
+        whole_name = storage_name(self._fetcher.key_for(upstream_url))
+        self._prefetcher.segment_requested(upstream_url, whole_name)
+        hot = self._memory_hit(request, whole_name)
+        if hot is not None:
+            return hot
+        if range_header is not None:
+            # A cached whole object answers any range itself.
+            whole = await self._cache.lookup(whole_name)
+            if whole is not None:
+                return await self._hit(request, *whole)
+        key = self._fetcher.key_for(upstream_url, range_header)
+        hit = await self._cache.lookup(storage_name(key))
+        if hit is not None:
+            return await self._hit(request, *hit)
+
+        try:
+            joined = await self._join(Target(grant, upstream_url, range_header))
+        except GatewayError:
+            stale = self._manifests.fallback(raw)
+            if stale is None:
+                raise
+            self._metrics.count(self._metrics.cache_results, "playlist", "STALE")
+            return manifest_response(request, stale, "STALE")
+        if isinstance(joined.head, Stored):
+            joined.release()
+            return await self._hit(request, joined.head.entry, joined.head.path)
+        if isinstance(joined.head, Manifest):
+            rewritten = self._manifests.rewrite(
+                raw,
+                joined.head,
+                grant=grant,
+                requested_url=upstream_url,
+                request_rest=rest,
+            )
+            self._follow(joined.head, grant, upstream_url)
+            state = "COALESCED" if joined.coalesced else "MISS"
+            self._metrics.count(self._metrics.cache_results, "playlist", state)
+            return manifest_response(request, rewritten, state)
+        state = "COALESCED" if joined.coalesced else "MISS"
+        self._metrics.count(self._metrics.cache_results, "segment", state)
+        response = await stream_response(request, joined)
+        self._metrics.count(self._metrics.served_bytes, state, amount=response.body_length)
+        return response
+
+    def _memory_hit(self, request: web.Request, name: str) -> web.Response | None:
+        """The hottest path: an object the index vouched for moments ago, held in memory."""
+        if self._accel_prefix is not None:
+            return None
+        entry = self._cache.recent(name)
+        if entry is None or entry.status != 200:
+            return None
+        item = self._cache.memory.get(name)
+        if item is None:
+            return None
+        self._metrics.count(self._metrics.cache_results, "segment", "HIT")
+        self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
+        return memory_response(request, entry, item)
+
+    async def _hit(
+        self, request: web.Request, entry: Entry, path: Path
+    ) -> web.StreamResponse:
+        self._metrics.count(self._metrics.cache_results, "segment", "HIT")
+        self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
+        if self._accel_prefix is not None and entry.status == 200:
+            relative = path.relative_to(self._cache.store.root).as_posix()
+            return accel_response(entry, self._accel_prefix + relative)
+        if entry.status == 200:
+            memory = self._cache.memory
+            item = memory.get(entry.name) or memory.offer(entry.name, path, entry.size)
+            if item is not None:
+                return memory_response(request, entry, item)
+        return await hit_response(entry, path)
+
+    async def _join(self, target: Target) -> Joined:
+        try:
+            return await self._fetcher.join(target)
+        except GatewayError as exc:
+            # An expired signature on a URL from a page extraction: extract again, retry once.
+            if exc.status not in (403, 410) or self._recover is None:
+                raise
+            moved = await self._recover(target.grant, target.upstream_url)
+            if moved is None:
+                raise
+            grant, url = moved
+            return await self._fetcher.join(Target(grant, url, target.range_header))
+
+    def _follow(self, manifest: Manifest, grant: Grant, upstream_url: str) -> None:
+        """Hand a fresh media playlist to the prefetcher."""
+        if not self._prefetcher.enabled or manifest.kind != "hls":
+            return
+        info = hls.inspect(manifest.body)
+        if info.is_master:
+            return
+        try:
+            segments = hls.segment_urls(manifest.body, base_url=manifest.final_url)
+        except PlaylistError:
+            return
+        self._prefetcher.playlist_fetched(upstream_url, grant, segments, live=info.is_live)
+
+    def _parse(self, raw: str) -> tuple[Grant, str, str]:
+        """Token → grant; the rest must stay inside the granted directory."""
+        path, sep, query = raw[len(PREFIX) :].partition("?")
+        token, slash, rest = path.partition("/")
+        if not slash:
+            raise NotFound("a gateway URL needs a path after the token")
+        try:
+            grant = self._signer.verify(token)
+        except TokenExpired:
+            raise Gone("this link has expired") from None
+        except TokenError as exc:
+            raise Forbidden(f"invalid link: {exc}") from None
+        try:
+            clean = normalize_rest(rest)
+        except PathEscapeError:
+            raise Forbidden("path leaves the granted directory") from None
+        return grant, rest + sep + query, grant.directory + clean + sep + query
+
+
+def _usable_range(value: str | None) -> str | None:
+    """One byte range, as players send it; anything else is served whole (RFC 9110 allows it)."""
+    if value is None:
+        return None
+    value = value.strip().replace(" ", "")
+    if value == "bytes=0-":
+        # The whole object (ffmpeg and browsers ask so): share the whole-object fill and
+        # cache entry instead of fetching and storing the same bytes as a "range".
+        return None
+    return value if _SINGLE_RANGE.match(value) else None

@@ -1,0 +1,136 @@
+"""Writing responses: cache hits (sendfile), growing fills (streamed), rewritten manifests."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiofiles
+from aiohttp import web
+
+from gateway.cache.entry import Entry
+from gateway.cache.memory import InMemory
+from gateway.errors import GatewayError
+from gateway.fetcher import Joined, MediaHead
+from gateway.manifests import Rewritten
+
+log = logging.getLogger("gateway.serve")
+
+SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+async def hit_response(entry: Entry, path: Path) -> web.StreamResponse:
+    """A cached object. Whole objects go out through sendfile with Range, HEAD and 304."""
+    headers = {
+        "Content-Type": entry.content_type,
+        "Cache-Control": SEGMENT_CACHE_CONTROL,
+        "X-Cache": "HIT",
+    }
+    if entry.status == 206:
+        # One stored byte range of a larger object, answered as the range it is.
+        headers["Content-Range"] = entry.content_range or ""
+        async with aiofiles.open(path, "rb") as handle:
+            body = await handle.read()
+        return web.Response(status=206, body=body, headers=headers)
+    return web.FileResponse(path, headers=headers)
+
+
+def memory_response(request: web.Request, entry: Entry, item: InMemory) -> web.Response:
+    """A hit from the RAM tier, with the validators and single ranges players send."""
+    body = item.body
+    headers = {
+        "Content-Type": entry.content_type,
+        "Cache-Control": SEGMENT_CACHE_CONTROL,
+        "X-Cache": "HIT",
+        "Accept-Ranges": "bytes",
+        "ETag": item.etag,
+        "Last-Modified": item.last_modified,
+    }
+    if item.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    wanted = request.headers.get("Range")
+    if wanted is None:
+        return web.Response(body=body, headers=headers)
+    span = _byte_span(wanted, len(body))
+    if span is None:
+        headers["Content-Range"] = f"bytes */{len(body)}"
+        return web.Response(status=416, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+    return web.Response(status=206, body=body[start : end + 1], headers=headers)
+
+
+def _byte_span(value: str, size: int) -> tuple[int, int] | None:
+    first, _, last = value.strip().removeprefix("bytes=").partition("-")
+    if not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+        return None
+    if not first:
+        count = int(last)
+        return (max(0, size - count), size - 1) if count and size else None
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    return (start, end) if start < size and start <= end else None
+
+
+def accel_response(entry: Entry, location: str) -> web.Response:
+    """A hit for nginx to send itself (`X-Accel-Redirect`): sendfile, Range and HEAD in C."""
+    return web.Response(
+        headers={
+            "X-Accel-Redirect": location,
+            "Content-Type": entry.content_type,
+            "Cache-Control": SEGMENT_CACHE_CONTROL,
+            "X-Cache": "HIT",
+        }
+    )
+
+
+async def stream_response(request: web.Request, joined: Joined) -> web.StreamResponse:
+    """Stream a fill to this client as it grows. A failed fill cuts the connection short."""
+    head = joined.head
+    fill = joined.flight.fill
+    assert isinstance(head, MediaHead) and fill is not None
+    response = web.StreamResponse(status=head.status)
+    response.headers["Content-Type"] = head.content_type
+    response.headers["Cache-Control"] = SEGMENT_CACHE_CONTROL
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["X-Cache"] = "COALESCED" if joined.coalesced else "MISS"
+    if head.content_range:
+        response.headers["Content-Range"] = head.content_range
+    if head.last_modified:
+        response.headers["Last-Modified"] = head.last_modified
+    if head.content_length is not None:
+        response.content_length = head.content_length
+    # A proxy in front must pass a growing fill on as it arrives, not buffer it whole.
+    response.headers["X-Accel-Buffering"] = "no"
+    try:
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        async for chunk in fill.read_from(0):
+            await response.write(chunk)
+        await response.write_eof()
+    except GatewayError as exc:
+        # Headers are out: the only honest signal left is a truncated body.
+        log.info("aborting client response: %s", exc.reason)
+        if request.transport is not None:
+            request.transport.abort()
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away; the fill carries on for the others
+    finally:
+        joined.release()
+    return response
+
+
+def manifest_response(request: web.Request, rewritten: Rewritten, cache_state: str) -> web.Response:
+    headers = {
+        "Content-Type": rewritten.content_type,
+        "Cache-Control": rewritten.cache_control,
+        "ETag": rewritten.etag,
+        "X-Cache": cache_state,
+    }
+    if rewritten.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    response = web.Response(body=rewritten.body, headers=headers)
+    if len(rewritten.body) > 4096:
+        response.enable_compression()
+    return response

@@ -1,0 +1,58 @@
+"""Session-wide real parts: media made with ffmpeg, a Redis, and a recording origin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.live import LiveEncoder, LowLatencyOrigin, make_parts
+from tests.support.media import Media, make_media
+from tests.support.origin import Origin
+from tests.support.redis_server import redis_for_tests
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_for_tests(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def live_encoder(media: Media) -> Iterator[LiveEncoder]:
+    """ffmpeg packaging a real-time encode into `<media root>/live/`, for the whole session."""
+    encoder = LiveEncoder(media.root / "live")
+    encoder.start()
+    yield encoder
+    encoder.stop()
+
+
+@pytest.fixture(scope="session")
+def ll_parts(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[bytes]]:
+    return make_parts(tmp_path_factory.mktemp("ll-parts"))
+
+
+@pytest.fixture
+async def ll_origin(ll_parts: tuple[bytes, list[bytes]]) -> AsyncIterator[LowLatencyOrigin]:
+    server = LowLatencyOrigin(*ll_parts)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def origin(media: Media) -> AsyncIterator[Origin]:
+    server = Origin(media.root)
+    await server.start()
+    yield server
+    await server.close()
+
+
+# Gateway fixtures live in a module of their own; importing them here shares them with every
+# test directory.
+from tests.support.gateway import index_kind, make_gateway, make_index  # noqa: E402, F401
