@@ -216,8 +216,7 @@ class Fetcher:
         finally:
             if claim is not None and self._locks is not None:
                 await self._locks.release(claim)
-            if self._flights.get(flight.key) is flight:
-                del self._flights[flight.key]
+            self._forget(flight)
             if response is not None:
                 if flight.fill is not None and flight.fill.error is not None:
                     # An unfinished body must not be drained or reused: close the connection.
@@ -287,8 +286,15 @@ class Fetcher:
             await self._cache.admit(fill.temp, entry, _http_date(head.last_modified))
         else:
             fill.discard_temp()
+        # Before waking the readers: a client that saw the end of the body and asks again at
+        # once must find the committed entry, not this finished flight.
+        self._forget(flight)
         fill.finish()
 
+
+    def _forget(self, flight: Flight) -> None:
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
 
     async def _follow(self, flight: Flight, locks: FlightLocks) -> bool:
         """Stream another worker's fill of this object. False: lead it ourselves instead."""

@@ -176,6 +176,9 @@ class Signer:
             raw = _b64decode(token)
         except ValueError:
             raise TokenError("malformed token") from None
+        if _b64encode(raw) != token:
+            # Unused low bits of the last character would give one token many spellings.
+            raise TokenError("malformed token")
         if len(raw) < 1 + _TAG_BYTES + 2 or raw[0] & 0x7F != _VERSION:
             raise TokenError("malformed token")
         header, tag, sealed = raw[:1], raw[1 : 1 + _TAG_BYTES], raw[1 + _TAG_BYTES :]

@@ -107,3 +107,22 @@ def test_header_lines_parse_like_curl():
     assert parse_header_line("Referer: https://site.example/") == ("Referer", "https://site.example/")
     with pytest.raises(HeaderError):
         parse_header_line("no colon here")
+
+
+def test_a_token_has_exactly_one_spelling():
+    """Unused low bits in a base64 tail must not give a second valid spelling of a token."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    signer = Signer(SECRET)
+    for n in range(8):  # a few lengths, so that both 2- and 3-character tails occur
+        token = signer.mint(Grant(f"https://cdn.example.com/{'x' * n}/"))
+        if len(token) % 4 == 0:
+            continue
+        last = alphabet.index(token[-1])
+        spare_bits = 4 if len(token) % 4 == 2 else 2
+        for low in range(1, 1 << spare_bits):
+            respelled = token[:-1] + alphabet[last ^ low]
+            assert base64.urlsafe_b64decode(respelled + "=" * (-len(respelled) % 4)) == (
+                base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            )
+            with pytest.raises(TokenError):
+                signer.verify(respelled)
