@@ -21,6 +21,7 @@ class LinkRequest(BaseModel):
     url: str = Field(max_length=8192)
     headers: dict[str, str] = Field(default_factory=dict)
     ttl: float | None = Field(default=None, gt=0)
+    as_hls: bool = False
 
 
 class LinksApi:
@@ -39,14 +40,16 @@ class LinksApi:
             payload: Any = await request.json()
             spec = LinkRequest.model_validate(payload)
         except (ValueError, ValidationError) as exc:
-            raise BadRequest(f"expected JSON {{url, headers?, ttl?}}: {_first(exc)}") from None
+            expected = "expected JSON {url, headers?, ttl?, as_hls?}"
+            raise BadRequest(f"{expected}: {_first(exc)}") from None
         if not is_http_url(spec.url):
             raise BadRequest("url must be http(s)")
         try:
             headers = validate_headers(spec.headers.items())
         except HeaderError as exc:
             raise BadRequest(str(exc)) from None
-        return web.json_response({"url": self._links.mint(spec.url, headers, spec.ttl)})
+        mint = self._links.mint_as_hls if spec.as_hls else self._links.mint
+        return web.json_response({"url": mint(spec.url, headers, spec.ttl)})
 
 
 def _first(exc: Exception) -> str:

@@ -11,11 +11,13 @@ from aiohttp import web
 from gateway import protocol_errors
 from gateway.admin import AdminApi
 from gateway.api import STATIC_DIR, LinksApi, Readiness, healthz, index_page
+from gateway.as_hls import AsHlsHandler
 from gateway.cache.index import CacheIndex, IndexUnavailable
 from gateway.cache.segments import SegmentCache
 from gateway.cache.shared_flight import FlightLocks
+from gateway.dash_hls import DashAsHls
 from gateway.fetcher import Fetcher
-from gateway.links import Links
+from gateway.links import AS_HLS_PREFIX, Links
 from gateway.manifests import ManifestService
 from gateway.metrics import Metrics
 from gateway.middleware import (
@@ -29,6 +31,7 @@ from gateway.prefetch import Prefetcher
 from gateway.proxy import ProxyHandler
 from gateway.resolver import Resolver
 from gateway.secret import load_secrets
+from gateway.segment_sources import SegmentSources
 from gateway.settings import Settings
 from gateway.signing import Signer
 from gateway.upstream import UpstreamClient
@@ -84,6 +87,7 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
     manifests = ManifestService(settings, links)
     resolver = Resolver(settings)
     watch = Watch(settings, links, resolver, fetcher, manifests)
+    sources = SegmentSources(settings, client, fetcher, cache)
     gateway = Gateway(
         settings,
         links,
@@ -119,6 +123,7 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
         yield
         await prefetcher.close()
         await resolver.close()
+        await sources.close()
         await fetcher.close()
         await client.close()
         await cache.close()
@@ -139,6 +144,9 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
     )
     api = LinksApi(links, settings.api_key)
     app.router.add_get("/p/{tail:.*}", proxy.handle)
+    dash_as_hls = DashAsHls(fetcher, links, settings)
+    as_hls = AsHlsHandler(settings, links.signer, sources, proxy, dash_as_hls)
+    app.router.add_get(AS_HLS_PREFIX + "{tail:.*}", as_hls.handle)
     app.router.add_route("OPTIONS", "/p/{tail:.*}", proxy.handle)
     app.router.add_post("/api/links", api.create)
     admin = AdminApi(settings.admin_token, cache, fetcher, settings.node_name)

@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a header to send upstream (Referer, Origin, User-Agent, Cookie, ...); repeatable",
     )
     url.add_argument("--ttl", type=float, help="seconds until the link expires")
+    url.add_argument(
+        "--as-hls",
+        action="store_true",
+        help="serve an MP4 file or a static MPD as HLS (segmented by the gateway)",
+    )
 
     cache = commands.add_parser("cache", help="inspect, purge or warm the segment cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
@@ -70,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_watch_url(settings, args.page_url, args.format)
         if args.command == "cache":
             return cache_command(settings, args)
-        return print_url(settings, args.upstream_url, args.header, args.ttl)
+        return print_url(settings, args.upstream_url, args.header, args.ttl, args.as_hls)
     except (SettingsError, HeaderError, ValueError) as exc:
         print(f"hls-gateway: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def print_url(settings: Settings, upstream: str, header_lines: list[str], ttl: float | None) -> int:
+def print_url(
+    settings: Settings,
+    upstream: str,
+    header_lines: list[str],
+    ttl: float | None,
+    as_hls: bool = False,
+) -> int:
     from gateway.app import build_links
     from playlists.urls import is_http_url
 
@@ -88,7 +99,9 @@ def print_url(settings: Settings, upstream: str, header_lines: list[str], ttl: f
     if ttl is not None and ttl <= 0:
         raise ValueError("--ttl must be positive")
     headers = tuple(parse_header_line(line) for line in header_lines)
-    print(build_links(settings).mint(upstream, headers, ttl))
+    links = build_links(settings)
+    mint = links.mint_as_hls if as_hls else links.mint
+    print(mint(upstream, headers, ttl))
     return 0
 
 

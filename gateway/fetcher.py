@@ -72,6 +72,7 @@ class Stored:
 
 
 Head = Manifest | MediaHead | Stored
+Produce = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(slots=True)
@@ -126,13 +127,16 @@ class Fetcher:
     async def join(self, target: Target) -> Joined:
         """Join the flight for `target`, starting it if none is under way."""
         key = self.key_for(target.upstream_url, target.range_header)
+        return await self._join(key, lambda flight: self._fly(flight, target))
+
+    async def _join(self, key: str, start: Callable[[Flight], Awaitable[None]]) -> Joined:
         flight = self._flights.get(key)
         coalesced = flight is not None
         if flight is None:
             loop = asyncio.get_running_loop()
             flight = Flight(key, storage_name(key), loop.create_future())
             self._flights[key] = flight
-            flight.task = asyncio.create_task(self._fly(flight, target))
+            flight.task = asyncio.create_task(start(flight))
         # Count this client in before awaiting, so a fill that completes in one go keeps its
         # bytes until every client counted in has read them.
         if flight.fill is not None:
@@ -158,8 +162,71 @@ class Fetcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def produce(self, key: str, content_type: str, make: Produce) -> Joined:
+        """Join the flight that makes the object `key` (not an upstream URL) with `make()`.
+
+        Made objects share everything fetched ones have: one maker per key however many
+        clients wait, across workers too, and the same cache admission.
+        """
+        return await self._join(key, lambda flight: self._made(flight, key, content_type, make))
+
     async def _fly(self, flight: Flight, target: Target) -> None:
         response: UpstreamResponse | None = None
+
+        async def body(claim: Claim | None) -> None:
+            nonlocal response
+            started = time.monotonic()
+            response = await self._client.open(
+                target.upstream_url, target.grant.headers, range_header=target.range_header
+            )
+            self._metrics.upstream_seconds.observe(time.monotonic() - started)
+            chunks = response.chunks().__aiter__()
+            first = await _read_prefix(chunks, _SNIFF_BYTES)
+            kind = _manifest_kind(first)
+            if kind is not None:
+                if claim is not None and self._locks is not None:
+                    # Manifests are small and rewritten per worker: others fetch their own.
+                    await self._locks.publish(claim, state="manifest")
+                payload = await _read_rest(first, chunks, self._settings.playlist_max_bytes)
+                flight.head.set_result(Manifest(payload, response.url, kind))
+                return
+            headers = response.headers
+            head = MediaHead(
+                status=response.status,
+                content_type=sniff_content_type(
+                    first, headers.get("Content-Type"), target.upstream_url
+                ),
+                content_length=response.content_length,
+                content_range=headers.get("Content-Range") if response.status == 206 else None,
+                etag=headers.get("ETag"),
+                last_modified=headers.get("Last-Modified"),
+            )
+            # A range request that upstream answered in full is the whole object.
+            key = flight.key if response.status == 206 else self.key_for(target.upstream_url)
+            await self._fill(flight, key, head, first, chunks, claim)
+
+        try:
+            await self._guarded(flight, body, _redact(target.upstream_url))
+        finally:
+            if response is not None:
+                if flight.fill is not None and flight.fill.error is not None:
+                    # An unfinished body must not be drained or reused: close the connection.
+                    response.abort()
+                else:
+                    response.release()
+
+    async def _made(self, flight: Flight, key: str, content_type: str, make: Produce) -> None:
+        async def body(claim: Claim | None) -> None:
+            data = await make()
+            head = MediaHead(200, content_type, len(data), None, None, None)
+            await self._fill(flight, key, head, data, _no_chunks(), claim)
+
+        await self._guarded(flight, body, key)
+
+    async def _guarded(
+        self, flight: Flight, body: Callable[[Claim | None], Awaitable[None]], what: str
+    ) -> None:
+        """Run a flight's body: cache re-check, cross-worker lead, and every failure mapped."""
         claim: Claim | None = None
         try:
             # A client that missed the cache just before another flight for this object
@@ -174,27 +241,12 @@ class Fetcher:
                     if await self._follow(flight, self._locks):
                         return
                     claim = await self._locks.claim(flight.name)  # the leader is gone
-            started = time.monotonic()
-            response = await self._client.open(
-                target.upstream_url, target.grant.headers, range_header=target.range_header
-            )
-            self._metrics.upstream_seconds.observe(time.monotonic() - started)
-            chunks = response.chunks().__aiter__()
-            first = await _read_prefix(chunks, _SNIFF_BYTES)
-            kind = _manifest_kind(first)
-            if kind is not None:
-                if claim is not None and self._locks is not None:
-                    # Manifests are small and rewritten per worker: others fetch their own.
-                    await self._locks.publish(claim, state="manifest")
-                body = await _read_rest(first, chunks, self._settings.playlist_max_bytes)
-                flight.head.set_result(Manifest(body, response.url, kind))
-                return
-            await self._fill(flight, target, response, first, chunks, claim)
+            await body(claim)
         except GatewayError as exc:
             if not flight.head.done():
                 flight.head.set_exception(exc)
             if flight.fill is not None and not flight.fill.done:
-                log.warning("fill failed for %s: %s", _redact(target.upstream_url), exc.reason)
+                log.warning("fill failed for %s: %s", what, exc.reason)
                 flight.fill.finish(exc)
                 flight.fill.discard_temp()
         except asyncio.CancelledError:
@@ -217,37 +269,18 @@ class Fetcher:
             if claim is not None and self._locks is not None:
                 await self._locks.release(claim)
             self._forget(flight)
-            if response is not None:
-                if flight.fill is not None and flight.fill.error is not None:
-                    # An unfinished body must not be drained or reused: close the connection.
-                    response.abort()
-                else:
-                    response.release()
             if flight.head.done() and not flight.head.cancelled():
                 flight.head.exception()  # a flight nobody awaited must not warn
 
     async def _fill(
         self,
         flight: Flight,
-        target: Target,
-        response: UpstreamResponse,
+        key: str,
+        head: MediaHead,
         first: bytes,
         chunks: AsyncIterator[bytes],
         claim: Claim | None = None,
     ) -> None:
-        headers = response.headers
-        head = MediaHead(
-            status=response.status,
-            content_type=sniff_content_type(
-                first, headers.get("Content-Type"), target.upstream_url
-            ),
-            content_length=response.content_length,
-            content_range=headers.get("Content-Range") if response.status == 206 else None,
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
-        )
-        # A range request that upstream answered in full is the whole object.
-        key = flight.key if response.status == 206 else self.key_for(target.upstream_url)
         fill = flight.fill = Fill(self._cache.store.new_temp(), readers=flight.waiting)
         if first:
             fill.append(first)
@@ -271,14 +304,14 @@ class Fetcher:
         expected = head.content_length
         if expected is not None and fill.written != expected:
             raise UpstreamError(f"upstream body was {fill.written} of {expected} bytes")
-        cacheable = fill.on_disk and response.status in (200, 206)
+        cacheable = fill.on_disk and head.status in (200, 206)
         if cacheable:
             entry = new_entry(
                 storage_name(key),
                 key,
                 fill.written,
                 head.content_type,
-                status=response.status,
+                status=head.status,
                 content_range=head.content_range,
                 etag=head.etag,
                 last_modified=head.last_modified,
@@ -290,7 +323,6 @@ class Fetcher:
         # once must find the committed entry, not this finished flight.
         self._forget(flight)
         fill.finish()
-
 
     def _forget(self, flight: Flight) -> None:
         if self._flights.get(flight.key) is flight:
@@ -338,6 +370,11 @@ class Fetcher:
             return info is not None and info.get("token") == token
 
         return held
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield
 
 
 async def _read_prefix(chunks: AsyncIterator[bytes], size: int) -> bytes:

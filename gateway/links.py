@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.signing import Grant, Headers, Signer
+from gateway.errors import Forbidden, Gone
+from gateway.signing import Grant, Headers, Signer, TokenError, TokenExpired
 from playlists.urls import directory_of
 
 PREFIX = "/p/"
+AS_HLS_PREFIX = "/s/"
+AS_HLS_MODE = "hls"
 
 
 def split_upstream(url: str) -> tuple[str, str]:
@@ -20,6 +23,19 @@ def split_upstream(url: str) -> tuple[str, str]:
     cut = url.find("$")
     directory = directory_of(url[:cut] if cut >= 0 else url)
     return directory, url[len(directory) :]
+
+
+def open_token(signer: Signer, token: str, mode: str) -> Grant:
+    """The grant a token carries, when it is genuine, unexpired and for this kind of route."""
+    try:
+        grant = signer.verify(token)
+    except TokenExpired:
+        raise Gone("this link has expired") from None
+    except TokenError as exc:
+        raise Forbidden(f"invalid link: {exc}") from None
+    if grant.mode != mode:
+        raise Forbidden("this link is for another route")
+    return grant
 
 
 class Links:
@@ -37,6 +53,17 @@ class Links:
         directory, rest = split_upstream(upstream_url)
         expires = int(time.time() + ttl) if ttl else None
         return self.public_base + self.path(Grant(directory, headers, expires), rest)
+
+    def mint_as_hls(
+        self, source_url: str, headers: Headers = (), ttl: float | None = None
+    ) -> str:
+        """The gateway URL of an HLS playlist made from `source_url` (an MP4 file or an MPD)."""
+        expires = int(time.time() + ttl) if ttl else None
+        return self.public_base + self.as_hls_path(Grant(source_url, headers, expires))
+
+    def as_hls_path(self, source: Grant) -> str:
+        grant = Grant(source.directory, source.headers, source.expires, AS_HLS_MODE)
+        return f"{AS_HLS_PREFIX}{self.signer.mint(grant)}/index.m3u8"
 
     def ref_maker(
         self, parent: Grant, playlist_rest: str, *, route: str = ""

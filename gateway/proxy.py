@@ -11,9 +11,9 @@ from aiohttp import web
 from gateway.cache.entry import Entry
 from gateway.cache.keys import storage_name
 from gateway.cache.segments import SegmentCache
-from gateway.errors import Forbidden, GatewayError, Gone, NotFound
-from gateway.fetcher import Fetcher, Joined, Manifest, Stored, Target
-from gateway.links import PREFIX
+from gateway.errors import Forbidden, GatewayError, NotFound
+from gateway.fetcher import Fetcher, Joined, Manifest, Produce, Stored, Target
+from gateway.links import PREFIX, open_token
 from gateway.manifests import ManifestService
 from gateway.metrics import Metrics
 from gateway.prefetch import Prefetcher
@@ -24,7 +24,7 @@ from gateway.serve import (
     memory_response,
     stream_response,
 )
-from gateway.signing import Grant, Signer, TokenError, TokenExpired
+from gateway.signing import Grant, Signer
 from playlists import hls
 from playlists.errors import PathEscapeError, PlaylistError
 from playlists.urls import normalize_rest
@@ -108,6 +108,25 @@ class ProxyHandler:
         self._metrics.count(self._metrics.served_bytes, state, amount=response.body_length)
         return response
 
+    async def serve_made(
+        self, request: web.Request, key: str, content_type: str, make: Produce
+    ) -> web.StreamResponse:
+        """An object the gateway makes itself (a segment cut from a file), cached like any."""
+        name = storage_name(key)
+        hot = self._memory_hit(request, name)
+        if hot is not None:
+            return hot
+        hit = await self._cache.lookup(name)
+        if hit is not None:
+            return await self._hit(request, *hit)
+        joined = await self._fetcher.produce(key, content_type, make)
+        if isinstance(joined.head, Stored):
+            joined.release()
+            return await self._hit(request, joined.head.entry, joined.head.path)
+        state = "COALESCED" if joined.coalesced else "MISS"
+        self._metrics.count(self._metrics.cache_results, "segment", state)
+        return await stream_response(request, joined)
+
     def _memory_hit(self, request: web.Request, name: str) -> web.Response | None:
         """The hottest path: an object the index vouched for moments ago, held in memory."""
         if self._accel_prefix is not None:
@@ -169,12 +188,7 @@ class ProxyHandler:
         token, slash, rest = path.partition("/")
         if not slash:
             raise NotFound("a gateway URL needs a path after the token")
-        try:
-            grant = self._signer.verify(token)
-        except TokenExpired:
-            raise Gone("this link has expired") from None
-        except TokenError as exc:
-            raise Forbidden(f"invalid link: {exc}") from None
+        grant = open_token(self._signer, token, mode="")
         try:
             clean = normalize_rest(rest)
         except PathEscapeError:

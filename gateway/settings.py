@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     prefetch_per_host: int = Field(default=2, ge=1)
     prefetch_idle_seconds: float = Field(default=60.0, gt=0)
 
+    # Serving MP4 files as HLS: segments start on keyframes near this length.
+    segment_seconds: float = Field(default=4.0, ge=1.0, le=30.0)
+    # Parsed MP4 indexes kept per worker (each is a few MB for an hour of video).
+    segment_index_entries: int = Field(default=64, ge=1)
+    # An MP4 origin without Range support is fetched whole into the cache up to this size.
+    segment_whole_file_max_bytes: ByteSize = 1024**3
     # Page resolution with yt-dlp (the /resolve and /watch endpoints).
     resolve_format: str = "bv*+ba/b"
     resolve_ttl: float = Field(default=1800.0, gt=0)

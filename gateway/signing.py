@@ -76,9 +76,12 @@ class Grant:
     directory: str
     headers: Headers = ()
     expires: int | None = None
+    # "" grants a directory to proxy; "hls" grants one source file (`directory` is its full
+    # URL) to be served as HLS by segmenting it.
+    mode: str = ""
 
     def child(self, directory: str) -> Grant:
-        """A grant for another directory that inherits headers and expiry (deterministic)."""
+        """A directory grant that inherits headers and expiry (deterministic)."""
         return Grant(directory, self.headers, self.expires)
 
 
@@ -146,8 +149,11 @@ class Signer:
         self._verified: LRUCache[str, Grant] = LRUCache(maxsize=8192)
 
     def mint(self, grant: Grant) -> str:
+        fields: list[object] = [grant.directory, [list(p) for p in grant.headers], grant.expires]
+        if grant.mode:
+            fields.append(grant.mode)
         plain = json.dumps(
-            [grant.directory, [list(pair) for pair in grant.headers], grant.expires],
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode("utf-8", "surrogateescape")
@@ -194,11 +200,12 @@ def _decode_grant(plain: bytes, *, deflated: bool) -> Grant:
     try:
         if deflated:
             plain = zlib.decompress(plain, wbits=-15)
-        directory, headers, expires = json.loads(plain.decode("utf-8", "surrogateescape"))
+        directory, headers, expires, *mode = json.loads(plain.decode("utf-8", "surrogateescape"))
         return Grant(
             str(directory),
             tuple((str(name), str(value)) for name, value in headers),
             None if expires is None else int(expires),
+            str(mode[0]) if mode else "",
         )
     except (ValueError, TypeError, zlib.error):
         # Only reachable with a valid tag, i.e. a token minted by an incompatible build.

@@ -130,8 +130,8 @@ class Watch:
             return self._master(request, videos[0], audios[0])
         chosen = selected[0]
         if chosen.kind == "progressive":
-            # Until progressive files can be segmented, a TV gets the file itself, with Range.
-            raise web.HTTPFound(self._links.path(*_grant_for(chosen)))
+            # A TV or Safari plays HLS, not a bare MP4: the gateway segments the file.
+            raise web.HTTPFound(self._links.as_hls_path(Grant(chosen.url, chosen.headers)))
         return await self._manifest(request, chosen)
 
     def _master(self, request: web.Request, video: Format, audio: Format) -> web.Response:

@@ -11,6 +11,8 @@ Layout under the root (every playlist refers to its files relatively):
     dash-sb/ondemand.mpd  the same files as SegmentBase@indexRange (on-demand profile)
     dash-mp/manifest.mpd  two Periods over dash/'s segments, BaseURLs at three levels
     progressive.mp4    one faststart MP4 file
+    long/faststart.mp4 30 s, H.264 (with B-frames) + AAC, moov first
+    long/moov-last.mp4 the same, moov after the media data
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ _SOURCES = [
     "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={SECONDS}",
     "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SECONDS}",
 ]
+LONG_SECONDS = 30
+_LONG_SOURCES = [
+    "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={LONG_SECONDS}",
+    "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={LONG_SECONDS}",
+]
 _VIDEO = [
     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
     "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-b:v", "300k",
@@ -47,18 +54,29 @@ class Media:
 
 
 def _ffmpeg(args: Sequence[str], cwd: Path) -> None:
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-y", *_SOURCES, *args]
+    sources = _SOURCES
+    if args[0] == "long":
+        # Progressive files as sites serve them: keyframes every 2 s, B-frames (so an edit
+        # list and composition offsets), more than a few segments long.
+        sources, args = _LONG_SOURCES, args[1:]
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-y", *sources, *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"ffmpeg failed: {result.stderr.strip()[-500:]}")
 
 
 def _jobs(root: Path) -> list[list[str]]:
-    for directory in ("ts", "fmp4", "aes", "master", "dash", "dash-tl", "dash-sb", "dash-mp"):
+    for directory in (
+        "ts", "fmp4", "aes", "master", "dash", "dash-tl", "dash-sb", "dash-mp", "long"
+    ):
         (root / directory).mkdir(parents=True, exist_ok=True)
     (root / "aes" / "key.bin").write_bytes(KEY)
     (root / "aes" / "keyinfo").write_text(f"key.bin\n{root / 'aes' / 'key.bin'}\n{IV}\n")
     both = ["-map", "0:v", "-map", "1:a", *_VIDEO, *_AUDIO]
+    long_mp4 = [
+        "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast",
+        "-pix_fmt", "yuv420p", "-g", "50", "-b:v", "300k", *_AUDIO,
+    ]
     return [
         [*both, *_HLS, "-hls_segment_filename", "ts/seg_%03d.ts", "ts/index.m3u8"],
         [*both, *_HLS, "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
@@ -78,6 +96,8 @@ def _jobs(root: Path) -> list[list[str]]:
         [*both, "-f", "dash", "-single_file", "1", "-global_sidx", "1", "-seg_duration", "1",
          "-single_file_name", "track-$RepresentationID$.mp4", "dash-sb/manifest.mpd"],
         [*both, "-movflags", "+faststart", "progressive.mp4"],
+        ["long", *long_mp4, "-movflags", "+faststart", "long/faststart.mp4"],
+        ["long", *long_mp4, "long/moov-last.mp4"],
     ]
 
 

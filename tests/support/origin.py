@@ -51,6 +51,8 @@ class Behaviour:
     short_by: int = 0
     # Content-Length promises the body; this many stray bytes follow it on the connection.
     long_by: int = 0
+    # Answer every Range request with the whole body, as origins without Range support do.
+    ignore_range: bool = False
 
 
 class Origin:
@@ -141,7 +143,7 @@ class Origin:
 
         status = behaviour.status or 200
         wanted = request.headers.get("Range")
-        if wanted is not None:
+        if wanted is not None and not behaviour.ignore_range:
             span = _byte_span(wanted, len(body))
             if span is None:
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{len(body)}"})

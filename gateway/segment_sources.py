@@ -1,0 +1,312 @@
+"""Upstream files the gateway segments itself: what each one is, its index, its bytes.
+
+An MP4 is read with HTTP Range requests only: the top-level boxes are walked from the start
+(the `moov` may sit after a large `mdat`), the `moov` is parsed into a sample index, and a
+segment fetches just the byte ranges its samples occupy. Parsed indexes are kept per worker
+and, with Redis configured, shared, so that no worker reparses a `moov` another has read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+from redis.exceptions import RedisError
+
+from gateway.cache.keys import storage_name
+from gateway.cache.redis_connect import connect
+from gateway.cache.segments import SegmentCache
+from gateway.errors import UpstreamError
+from gateway.fetcher import Fetcher, Manifest, MediaHead, Stored, Target
+from gateway.remux.boxes import scan_top_level
+from gateway.remux.errors import RemuxError
+from gateway.remux.movie import Movie, dump_movie, load_movie, parse_moov
+from gateway.remux.plan import Segment, plan_segments
+from gateway.settings import Settings
+from gateway.signing import Grant
+from gateway.upstream import UpstreamClient
+from playlists import dash
+from playlists.urls import directory_of
+
+log = logging.getLogger("gateway.segmenting")
+
+_PROBE_BYTES = 64 * 1024
+_MAX_MOOV_BYTES = 256 * 1024**2
+_MAX_BOX_HOPS = 64
+_SHARED_TTL_SECONDS = 86_400
+
+
+class NoRangeSupport(Exception):
+    """The origin answered a Range request with the whole file."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__("upstream ignores Range requests")
+        self.size = size
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An MP4 ready to be served as HLS: its index and its segment plan."""
+
+    movie: Movie
+    plan: list[Segment]
+    whole_file: bool  # the origin has no Range support: bytes come from the cached file
+
+
+Source = Prepared | str  # an MP4 ready to segment, or "dash"
+
+
+class ByteRanges:
+    """Bytes fetched for a set of ranges, read back by file offset."""
+
+    def __init__(self, spans: Sequence[tuple[int, bytes]]) -> None:
+        self._starts = [start for start, _ in spans]
+        self._spans = list(spans)
+
+    def read(self, offset: int, length: int) -> bytes:
+        at = bisect.bisect_right(self._starts, offset) - 1
+        if at < 0:
+            raise RemuxError("a sample lies outside the fetched byte ranges")
+        start, data = self._spans[at]
+        end = offset - start + length
+        if end > len(data):
+            raise RemuxError("a sample lies outside the fetched byte ranges")
+        return data[offset - start : end]
+
+
+class SegmentSources:
+    def __init__(
+        self,
+        settings: Settings,
+        client: UpstreamClient,
+        fetcher: Fetcher,
+        cache: SegmentCache,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._fetcher = fetcher
+        self._cache = cache
+        self._local: LRUCache[str, Source] = LRUCache(maxsize=settings.segment_index_entries)
+        self._loading: dict[str, asyncio.Future[Source]] = {}
+        self._shared: Any = connect(settings.redis_url) if settings.redis_url else None
+        self._shared_prefix = f"{settings.redis_prefix}:mp4index:"
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.aclose()
+
+    def key_of(self, grant: Grant) -> str:
+        return self._fetcher.key_for(grant.directory)
+
+    async def source(self, grant: Grant) -> Source:
+        """What `grant.directory` is: an MPD ("dash") or a prepared MP4. One load per file."""
+        key = self.key_of(grant)
+        known = self._local.get(key)
+        if known is not None:
+            return known
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_future()
+            self._loading[key] = loading
+            try:
+                loaded = await self._load(grant, key)
+            except BaseException as exc:
+                loading.set_exception(exc)
+                loading.exception()  # retrieved: nobody else may be waiting
+                raise
+            finally:
+                del self._loading[key]
+            self._local[key] = loaded
+            loading.set_result(loaded)
+            return loaded
+        return await asyncio.shield(loading)
+
+    async def read_ranges(self, grant: Grant, prepared: Prepared, segment: Segment) -> ByteRanges:
+        if prepared.whole_file:
+            return await self._ranges_of_whole(grant, segment.ranges)
+        parts = await asyncio.gather(
+            *(self._range(grant, offset, length) for offset, length in segment.ranges)
+        )
+        return ByteRanges(
+            [(offset, data) for (offset, _), (data, _) in zip(segment.ranges, parts, strict=True)]
+        )
+
+    # -- loading ----------------------------------------------------------------------------
+
+    async def _load(self, grant: Grant, key: str) -> Source:
+        shared = await self._shared_get(key)
+        if shared is not None:
+            with contextlib.suppress(RemuxError):
+                movie = load_movie(shared[1:])
+                return self._prepare(movie, whole_file=shared[:1] == b"W")
+        whole: bytes | None = None
+        try:
+            head, size = await self._range(grant, 0, _PROBE_BYTES)
+        except NoRangeSupport as exc:
+            whole = await self._whole_within_limit(grant, exc.size)
+            head, size = whole[:_PROBE_BYTES], len(whole)
+        if dash.is_mpd(head[:512]):
+            return "dash"
+        try:
+            if whole is not None:
+                movie = _parse_from_whole(whole)
+            else:
+                movie = await self._read_movie(grant, head, size)
+        except RemuxError as exc:
+            raise UpstreamError(f"cannot segment the source: {exc}") from None
+        whole_file = whole is not None
+        prepared = self._prepare(movie, whole_file=whole_file)
+        await self._shared_put(key, (b"W" if whole_file else b"R") + dump_movie(movie))
+        return prepared
+
+    def _prepare(self, movie: Movie, *, whole_file: bool) -> Prepared:
+        try:
+            plan = plan_segments(movie, self._settings.segment_seconds)
+        except RemuxError as exc:
+            raise UpstreamError(f"cannot segment the source: {exc}") from None
+        return Prepared(movie, plan, whole_file)
+
+    async def _read_movie(self, grant: Grant, head: bytes, size: int) -> Movie:
+        at, data = 0, head
+        for _ in range(_MAX_BOX_HOPS):
+            boxes = scan_top_level(data, at, size)
+            if not boxes:
+                raise RemuxError("not an MP4 file")
+            moov = next((box for box in boxes if box.type == "moov"), None)
+            if moov is not None:
+                if moov.size > _MAX_MOOV_BYTES:
+                    raise RemuxError(f"moov box of {moov.size} bytes is too large")
+                start = moov.offset - at
+                if start + moov.size <= len(data):
+                    return parse_moov(data[start : start + moov.size])
+                moov_bytes, _ = await self._range(grant, moov.offset, moov.size)
+                return parse_moov(moov_bytes)
+            last = boxes[-1]
+            after = last.offset + last.size
+            if after >= size:
+                raise RemuxError("no moov box in the file")
+            data, _ = await self._range(grant, after, _PROBE_BYTES)
+            at = after
+        raise RemuxError("too many top-level boxes before the moov")
+
+    # -- bytes from upstream ----------------------------------------------------------------
+
+    async def _range(self, grant: Grant, offset: int, length: int) -> tuple[bytes, int]:
+        """`length` bytes at `offset` (fewer at the end of the file) and the file's size."""
+        last = offset + length - 1
+        response = await self._client.open(
+            grant.directory, grant.headers, range_header=f"bytes={offset}-{last}"
+        )
+        try:
+            if response.status != 206:
+                response.abort()
+                raise NoRangeSupport(response.content_length)
+            size = _total_size(response.headers.get("Content-Range", ""))
+            data = await response.read(length)
+        except BaseException:
+            response.abort()
+            raise
+        response.release()
+        return data, size
+
+    async def _whole_within_limit(self, grant: Grant, size: int | None) -> bytes:
+        limit = min(self._settings.segment_whole_file_max_bytes, self._cache.max_object_bytes)
+        if size is None or size > limit:
+            raise UpstreamError("upstream ignores Range requests and the file is too large")
+        return await self._whole_file(grant)
+
+    async def _whole_file(self, grant: Grant) -> bytes:
+        stored = await self._cached_whole(grant)
+        if isinstance(stored, bytes):
+            return stored
+        return await asyncio.to_thread(stored.read_bytes)
+
+    async def _ranges_of_whole(
+        self, grant: Grant, ranges: Sequence[tuple[int, int]]
+    ) -> ByteRanges:
+        stored = await self._cached_whole(grant)
+        if isinstance(stored, bytes):
+            return ByteRanges([(0, stored)])
+
+        def read() -> list[tuple[int, bytes]]:
+            with stored.open("rb") as handle:
+                spans = []
+                for offset, length in ranges:
+                    handle.seek(offset)
+                    spans.append((offset, handle.read(length)))
+                return spans
+
+        return ByteRanges(await asyncio.to_thread(read))
+
+    async def _cached_whole(self, grant: Grant) -> Path | bytes:
+        """The whole source through the segment cache: its file, or its bytes when the cache
+        could not keep it (an origin without Range support)."""
+        url = grant.directory
+        target = Target(Grant(directory_of(url), grant.headers, grant.expires), url)
+        name = storage_name(self._fetcher.key_for(url))
+        hit = await self._cache.lookup(name)
+        if hit is not None:
+            return hit[1]
+        joined = await self._fetcher.join(target)
+        try:
+            head = joined.head
+            if isinstance(head, Manifest):
+                return head.body
+            if isinstance(head, Stored):
+                return head.path
+            assert isinstance(head, MediaHead) and joined.flight.fill is not None
+            data = b"".join([chunk async for chunk in joined.flight.fill.read_from(0)])
+        finally:
+            joined.release()
+        hit = await self._cache.lookup(name)
+        return hit[1] if hit is not None else data
+
+    # -- the shared index -------------------------------------------------------------------
+
+    def _shared_key(self, key: str) -> str:
+        return self._shared_prefix + storage_name(key)
+
+    async def _shared_get(self, key: str) -> bytes | None:
+        if self._shared is None:
+            return None
+        try:
+            value = await self._shared.get(self._shared_key(key))
+        except RedisError:
+            return None
+        return bytes(value) if value else None
+
+    async def _shared_put(self, key: str, blob: bytes) -> None:
+        if self._shared is None:
+            return
+        with contextlib.suppress(RedisError):
+            await self._shared.set(self._shared_key(key), blob, ex=_SHARED_TTL_SECONDS)
+
+
+def _parse_from_whole(data: bytes) -> Movie:
+    for box in scan_top_level(data, 0, len(data)):
+        if box.type == "moov":
+            return parse_moov(data[box.offset : box.offset + box.size])
+    raise RemuxError("no moov box in the file")
+
+
+def _total_size(content_range: str) -> int:
+    """`bytes 0-65535/1234567` → 1234567."""
+    _, _, total = content_range.rpartition("/")
+    if not total.isdigit():
+        raise UpstreamError("upstream sent no usable Content-Range")
+    return int(total)
+
+
+def segment_key(source_key: str, what: str) -> str:
+    """The cache key of an object made from a source (`what`: "ts/3", "fmp4/init", ...)."""
+    digest = hashlib.sha256(source_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"as-hls:{digest}:{what}"
+
