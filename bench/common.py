@@ -82,6 +82,28 @@ def make_media(root: Path, seconds: int = 12) -> Path:
     return out
 
 
+def make_long_mp4(minutes: int, *, faststart: bool = True) -> Path:
+    """A long progressive MP4 (426x240 H.264 + AAC, keyframes every 2 s), made once and kept
+    under the temp dir between runs: an hour takes about a minute to encode."""
+    name = f"hls-gateway-bench-{minutes}min{'' if faststart else '-moovlast'}.mp4"
+    out = Path(tempfile.gettempdir()) / name
+    if out.exists():
+        return out
+    seconds = minutes * 60
+    partial = out.with_suffix(".partial.mp4")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=426x240:rate=25:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-b:v", "300k",
+         "-c:a", "aac", "-b:a", "64k",
+         *(["-movflags", "+faststart"] if faststart else []), str(partial)],
+        check=True,
+    )  # fmt: skip
+    partial.rename(out)
+    return out
+
+
 class Nginx:
     """nginx from a private prefix: static files, or proxy_cache in front of an origin."""
 
@@ -146,9 +168,9 @@ class Gateway:
         )
         wait_port(self.port)
 
-    def mint(self, upstream: str) -> str:
+    def mint(self, upstream: str, *options: str) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "url", upstream],
+            [sys.executable, "-m", "gateway.cli", "url", upstream, *options],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

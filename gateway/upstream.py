@@ -142,9 +142,11 @@ class UpstreamClient:
             ttl_dns_cache=30,
             keepalive_timeout=30,
         )
+        # `connect` would also count the wait for a free pooled connection, so a burst of
+        # cold misses beyond the per-host limit timed out without upstream being slow.
         timeout = aiohttp.ClientTimeout(
             total=None,
-            connect=self._settings.upstream_connect_timeout,
+            sock_connect=self._settings.upstream_connect_timeout,
             sock_read=self._settings.upstream_read_timeout,
         )
         self._session = aiohttp.ClientSession(

@@ -515,3 +515,15 @@ async def test_more_concurrent_requests_than_allowed_get_a_quick_503(make_gatewa
     busy = await fetch(gw.base_url + "/healthz")
     assert busy.status == 503 and b"busy" in busy.body and busy.one_line_error
     assert [seen.status for seen in await asyncio.gather(*slow)] == [200, 200]
+
+
+async def test_a_burst_beyond_the_upstream_pool_waits_for_a_connection_instead_of_timing_out(
+    make_gateway, origin, media
+):
+    """The connect timeout bounds reaching upstream, not queueing for a pooled connection."""
+    gw = await make_gateway(upstream_connections_per_host=2, upstream_connect_timeout=0.5)
+    origin.behave(SEG, delay_headers=0.4)
+    urls = [gw.mint(origin.base_url + SEG + f"?copy={i}") for i in range(8)]
+    seen = await asyncio.gather(*(fetch(url) for url in urls))
+    assert [s.status for s in seen] == [200] * 8
+    assert all(s.body == media.read(SEG) for s in seen)
