@@ -98,8 +98,11 @@ class SegmentSources:
         self._loading: dict[str, asyncio.Future[Source]] = {}
         self._shared: Any = connect(settings.redis_url) if settings.redis_url else None
         self._shared_prefix = f"{settings.redis_prefix}:mp4index:"
+        self._sharing: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
+        if self._sharing:
+            await asyncio.gather(*self._sharing, return_exceptions=True)
         if self._shared is not None:
             await self._shared.aclose()
 
@@ -145,8 +148,8 @@ class SegmentSources:
         shared = await self._shared_get(key)
         if shared is not None:
             with contextlib.suppress(RemuxError):
-                movie = load_movie(shared[1:])
-                return self._prepare(movie, whole_file=shared[:1] == b"W")
+                movie = await asyncio.to_thread(load_movie, shared[1:])
+                return await self._prepare(movie, whole_file=shared[:1] == b"W")
         whole: bytes | None = None
         try:
             head, size = await self._range(grant, 0, _PROBE_BYTES)
@@ -157,19 +160,23 @@ class SegmentSources:
             return "dash"
         try:
             if whole is not None:
-                movie = _parse_from_whole(whole)
+                movie = await asyncio.to_thread(_parse_from_whole, whole)
             else:
                 movie = await self._read_movie(grant, head, size)
         except RemuxError as exc:
             raise UpstreamError(f"cannot segment the source: {exc}") from None
         whole_file = whole is not None
-        prepared = self._prepare(movie, whole_file=whole_file)
-        await self._shared_put(key, (b"W" if whole_file else b"R") + dump_movie(movie))
+        prepared = await self._prepare(movie, whole_file=whole_file)
+        if self._shared is not None:
+            # Sharing the index is for the next worker; this request does not wait for it.
+            task = asyncio.create_task(self._share(key, movie, whole_file))
+            self._sharing.add(task)
+            task.add_done_callback(self._sharing.discard)
         return prepared
 
-    def _prepare(self, movie: Movie, *, whole_file: bool) -> Prepared:
+    async def _prepare(self, movie: Movie, *, whole_file: bool) -> Prepared:
         try:
-            plan = plan_segments(movie, self._settings.segment_seconds)
+            plan = await asyncio.to_thread(plan_segments, movie, self._settings.segment_seconds)
         except RemuxError as exc:
             raise UpstreamError(f"cannot segment the source: {exc}") from None
         return Prepared(movie, plan, whole_file)
@@ -186,9 +193,11 @@ class SegmentSources:
                     raise RemuxError(f"moov box of {moov.size} bytes is too large")
                 start = moov.offset - at
                 if start + moov.size <= len(data):
-                    return parse_moov(data[start : start + moov.size])
-                moov_bytes, _ = await self._range(grant, moov.offset, moov.size)
-                return parse_moov(moov_bytes)
+                    moov_bytes = data[start : start + moov.size]
+                else:
+                    moov_bytes, _ = await self._range(grant, moov.offset, moov.size)
+                # About 150 ms for an hour of video: off the event loop.
+                return await asyncio.to_thread(parse_moov, moov_bytes)
             last = boxes[-1]
             after = last.offset + last.size
             if after >= size:
@@ -283,9 +292,8 @@ class SegmentSources:
             return None
         return bytes(value) if value else None
 
-    async def _shared_put(self, key: str, blob: bytes) -> None:
-        if self._shared is None:
-            return
+    async def _share(self, key: str, movie: Movie, whole_file: bool) -> None:
+        blob = (b"W" if whole_file else b"R") + await asyncio.to_thread(dump_movie, movie)
         with contextlib.suppress(RedisError):
             await self._shared.set(self._shared_key(key), blob, ex=_SHARED_TTL_SECONDS)
 

@@ -68,9 +68,7 @@ def _trak(track: Track) -> bytes:
     handler = b"vide" if video else b"soun"
     name = b"VideoHandler\0" if video else b"SoundHandler\0"
     hdlr = _full(b"hdlr", 0, 0, bytes(4), handler, bytes(12), name)
-    media_header = (
-        _full(b"vmhd", 0, 1, bytes(8)) if video else _full(b"smhd", 0, 0, bytes(4))
-    )
+    media_header = _full(b"vmhd", 0, 1, bytes(8)) if video else _full(b"smhd", 0, 0, bytes(4))
     dinf = _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
     stbl = _box(
         b"stbl",

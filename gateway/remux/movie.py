@@ -54,8 +54,8 @@ class Track:
     end_dts: int = 0  # dts just after the last sample
     cts: array[int] = field(default_factory=lambda: array("i"))  # composition offsets; empty = 0
     sync: bytes = b""  # one byte per sample, 1 = sync sample
-    runs: array[int] = field(default_factory=lambda: array("I"))  # first sample of each
-    # stretch of samples stored back to back in the file
+    # The first sample of each stretch of samples stored back to back in the file.
+    runs: array[int] = field(default_factory=lambda: array("I"))
 
     @property
     def sample_count(self) -> int:
@@ -132,10 +132,6 @@ def _fourcc(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-def _u8(buf: bytes, at: int) -> int:
-    return buf[at]
-
-
 def _u16(buf: bytes, at: int) -> int:
     return int.from_bytes(buf[at : at + 2], "big")
 
@@ -179,6 +175,8 @@ def parse_moov(moov: bytes) -> Movie:
 def _parse_moov(buf: bytes) -> Movie:
     if len(buf) < 8 or buf[4:8] != b"moov":
         raise RemuxError("not a moov box")
+    if _u32(buf, 0) > len(buf):
+        raise RemuxError("corrupt MP4: the moov box is truncated")
     boxes = list(_children(buf, 0, len(buf)))
     if len(boxes) != 1:
         raise RemuxError("not a moov box")
@@ -433,12 +431,13 @@ def _offsets(
     # That first difference is constant within a chunk, and equal across chunks that are
     # stored back to back.
     before = array("q", accumulate(sizes, initial=0))
-    keep = array("b", map(bool, samples_in))
-    starts = array("q", compress(chunk_first[:-1], keep))
-    bases = array(
-        "q", map(sub, compress(chunk_offsets[:used], keep), map(before.__getitem__, starts))
-    )
-    counts = compress(samples_in, keep)
+    starts, counts, chunk_offsets = chunk_first[:-1], samples_in, chunk_offsets[:used]
+    if 0 in samples_in:  # empty chunks start no stretch
+        keep = array("b", map(bool, samples_in))
+        starts = array("q", compress(starts, keep))
+        counts = array("q", compress(counts, keep))
+        chunk_offsets = array("q", compress(chunk_offsets, keep))
+    bases = array("q", map(sub, chunk_offsets, map(before.__getitem__, starts)))
     offsets = array("q", map(add, chain.from_iterable(map(repeat, bases, counts)), before))
     del offsets[total:]
     new_run = chain((True,), map(ne, bases[1:], bases[:-1]))

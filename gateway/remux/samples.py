@@ -14,8 +14,9 @@ from gateway.remux.plan import Segment
 
 Read = Callable[[int, int], bytes]
 
-# The file offset where the muxers' timeline starts: decode times may be negative (B-frame
-# delay, AAC priming), and neither MPEG-TS nor tfdt can carry that.
+# Added to every timestamp both muxers write, so TS and fMP4 segments share one timeline:
+# MP4 decode times may be negative (B-frame delay, AAC priming), and neither a PES nor a
+# tfdt can carry that.
 TIMELINE_OFFSET_SECONDS = 10
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, cycle, islice
+from typing import NamedTuple
 
 from gateway.remux.errors import RemuxError
 from gateway.remux.movie import AAC_RATES, Movie, Track
@@ -26,7 +27,7 @@ _PMT_PID = 0x1000
 _FIRST_PID = 0x100
 _CLOCK = 90_000
 _OFFSET = TIMELINE_OFFSET_SECONDS * _CLOCK
-_PCR_LEAD = 63_000  # the PCR runs 0.7 s ahead of the decode times, as ffmpeg's does
+_PCR_LEAD = 63_000  # the PCR runs 0.7 s ahead of the decode times (ffmpeg's default mux delay)
 _WRAP = (1 << 33) - 1
 _AUDIO_PES_BYTES = 2930  # audio frames per PES up to this size, as ffmpeg does
 _START = b"\x00\x00\x00\x01"
@@ -36,6 +37,17 @@ _HEVC = ("hvc1", "hev1")
 _H264_AUD = _START + b"\x09\xf0"
 _HEVC_AUD = _START + b"\x46\x01\x50"
 _AAC_OBJECT_TYPES_FOR_ADTS = (1, 2, 3, 4)
+
+
+class _Unit(NamedTuple):
+    """One PES: an access unit of video, or a run of audio frames."""
+
+    decode: int  # 90 kHz, for interleaving and the PCR
+    order: int  # the stream's place in the PMT, to break ties
+    pid: int
+    pes: bytes
+    random_access: bool  # flag it in the adaptation field
+    pcr: bool  # carry a PCR
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +153,7 @@ def _mux(movie: Movie, segment: Segment, read: Callable[[int, int], bytes]) -> b
     streams = _streams(movie)
     data = SegmentData(segment, read)
     pcr_pid = streams[0].pid
-    # (decode time, stream order, PID, PES, adaptation field flags wanted, PCR)
-    units: list[tuple[int, int, int, bytes, bool, bool]] = []
+    units: list[_Unit] = []
     for order, stream in enumerate(streams):
         first, end = segment.samples[stream.index]
         if first >= end:
@@ -152,36 +163,36 @@ def _mux(movie: Movie, segment: Segment, read: Callable[[int, int], bytes]) -> b
             units.extend(_video_units(stream, first, views, order, stream.pid == pcr_pid))
         else:
             units.extend(_audio_units(stream, first, views, order, stream.pid == pcr_pid))
-    units.sort(key=lambda unit: (unit[0], unit[1]))
+    units.sort(key=lambda unit: (unit.decode, unit.order))
 
     out: list[bytes | memoryview] = [
         _psi(0, segment.number, _pat()),
         _psi(_PMT_PID, segment.number, _pmt(streams, pcr_pid)),
     ]
-    counts = [_packets_needed(len(unit[3]), _af_size(unit[4], unit[5])) for unit in units]
+    counts = [
+        _packets_needed(len(unit.pes), _af_size(unit.random_access, unit.pcr)) for unit in units
+    ]
     _pad_to_sixteen(units, counts)
     continuity: dict[int, int] = {}
-    for (dts, _, pid, pes, key, pcr), count in zip(units, counts, strict=True):
-        pcr_value = (dts - _PCR_LEAD) & _WRAP if pcr else None
-        cc = continuity.get(pid, 0)
-        _packetize(out, pid, cc, pes, count, key, pcr_value)
-        continuity[pid] = (cc + count) & 15
+    for unit, count in zip(units, counts, strict=True):
+        pcr = (unit.decode - _PCR_LEAD) & _WRAP if unit.pcr else None
+        cc = continuity.get(unit.pid, 0)
+        _packetize(out, unit.pid, cc, unit.pes, count, unit.random_access, pcr)
+        continuity[unit.pid] = (cc + count) & 15
     return b"".join(out)
 
 
-def _pad_to_sixteen(
-    units: list[tuple[int, int, int, bytes, bool, bool]], counts: list[int]
-) -> None:
+def _pad_to_sixteen(units: list[_Unit], counts: list[int]) -> None:
     """Spread each PID's last PES over more packets until the PID has a multiple of 16."""
     totals: dict[int, int] = {}
     for unit, count in zip(units, counts, strict=True):
-        totals[unit[2]] = totals.get(unit[2], 0) + count
+        totals[unit.pid] = totals.get(unit.pid, 0) + count
     short = {pid: -total % 16 for pid, total in totals.items()}
     for at in range(len(units) - 1, -1, -1):
-        pid = units[at][2]
+        pid = units[at].pid
         if short[pid]:
             # Every packet must carry at least one byte of its PES.
-            more = min(short[pid], len(units[at][3]) - counts[at])
+            more = min(short[pid], len(units[at].pes) - counts[at])
             counts[at] += more
             short[pid] -= more
 
@@ -201,9 +212,7 @@ def _streams(movie: Movie) -> list[_Stream]:
             kind, rate_index, channels = _adts_fields(track.config)
             channels = channels or min(track.channels, 7)
             assert rate_index is not None
-            adts = bytes(
-                ((kind - 1) << 6 | rate_index << 2 | channels >> 2, (channels & 3) << 6)
-            )
+            adts = bytes(((kind - 1) << 6 | rate_index << 2 | channels >> 2, (channels & 3) << 6))
         elif _is_mp3(track):
             stream_type, stream_id = (0x03 if track.sample_rate >= 32000 else 0x04), 0xC0
         elif track.codec == "ac-3":
@@ -222,7 +231,7 @@ def _time(ticks: int, timescale: int) -> int:
 
 def _video_units(
     stream: _Stream, first: int, views: list[memoryview], order: int, pcr: bool
-) -> list[tuple[int, int, int, bytes, bool, bool]]:
+) -> list[_Unit]:
     track = stream.track
     hevc = track.codec in _HEVC
     aud = _HEVC_AUD if hevc else _H264_AUD
@@ -242,7 +251,7 @@ def _video_units(
             header = _pes_header(stream.stream_id, len(head) + len(body), present, decode)
         else:
             header = _pes_header(stream.stream_id, len(head) + len(body), present, None)
-        units.append((decode, order, stream.pid, header + head + body, key, pcr))
+        units.append(_Unit(decode, order, stream.pid, header + head + body, key, pcr))
     return units
 
 
@@ -312,7 +321,7 @@ def _annex_b(sample: memoryview, length_size: int, hevc: bool) -> tuple[bytes, b
 
 def _audio_units(
     stream: _Stream, first: int, views: list[memoryview], order: int, pcr: bool
-) -> list[tuple[int, int, int, bytes, bool, bool]]:
+) -> list[_Unit]:
     track = stream.track
     dts_table, timescale = track.dts, track.timescale
     units = []
@@ -325,7 +334,8 @@ def _audio_units(
         decode = _time(dts_table[group_start], timescale)
         payload = b"".join(group)
         header = _pes_header(stream.stream_id, len(payload), decode, None)
-        units.append((decode, order, stream.pid, header + payload, pcr, pcr))
+        # Audio-only: every frame is a random access point; say so where the clock is.
+        units.append(_Unit(decode, order, stream.pid, header + payload, pcr, pcr))
 
     for index, view in enumerate(views, first):
         size = len(view)

@@ -10,6 +10,7 @@ import uuid
 import aiohttp
 import m3u8
 import pytest
+import redis.asyncio
 
 LAYOUTS = {"faststart": "/long/faststart.mp4", "moov-last": "/long/moov-last.mp4"}
 FILE = LAYOUTS["faststart"]
@@ -147,6 +148,15 @@ async def test_the_index_is_read_once_for_every_worker_sharing_redis(make_gatewa
     first, second = await make_gateway(**shared), await make_gateway(**shared)
     source = origin.base_url + LAYOUTS["moov-last"]
     assert (await get(first.mint_as_hls(source).replace("index.m3u8", "media.m3u8")))[0] == 200
+    # The first worker shares the parsed index in the background, after answering.
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for _ in range(100):
+            if await client.keys(shared["redis_prefix"] + ":mp4index:*"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
     origin.clear()
     status, _, body = await get(second.mint_as_hls(source).replace("index.m3u8", "media.m3u8"))
     assert status == 200 and b"#EXT-X-ENDLIST" in body
