@@ -28,35 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import make_long_mp4
 from gateway.remux.boxes import scan_top_level
 from gateway.remux.fmp4 import fmp4_init, mux_fmp4
 from gateway.remux.movie import dump_movie, load_movie, parse_moov
 from gateway.remux.plan import Segment, plan_segments
 from gateway.remux.ts import mux_ts
 
-CACHE = Path(tempfile.gettempdir()) / "hls-gateway-bench"
 PROBE = 64 * 1024
-
-
-def source(minutes: float) -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"remux-{minutes:g}min.mp4"
-    if path.exists():
-        return path
-    seconds = minutes * 60
-    print(f"making {path} ({seconds:g} s of 426x240 H.264/AAC, ultrafast) ...", flush=True)
-    partial = path.with_suffix(".partial.mp4")
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=size=426x240:rate=25:duration={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-         "-g", "50", "-keyint_min", "50", "-sc_threshold", "0",
-         "-c:a", "aac", "-ac", "2", "-b:a", "96k", "-movflags", "+faststart", str(partial)],
-        check=True,
-    )  # fmt: skip
-    partial.rename(path)
-    return path
 
 
 def best_of(run: Callable[[], object], repeat: int = 5) -> float:
@@ -103,13 +82,13 @@ def child_cpu(command: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--segments", type=int, default=50, help="segments to time")
     parser.add_argument("--ffmpeg-segments", type=int, default=5)
     parser.add_argument("--target", type=float, default=4.0)
     args = parser.parse_args()
 
-    path = source(args.minutes)
+    path = make_long_mp4(args.minutes)
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(PROBE)

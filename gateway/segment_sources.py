@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,11 +54,20 @@ class NoRangeSupport(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Version:
+    """Which bytes an index was read from: a range from another version would corrupt."""
+
+    size: int
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Prepared:
     """An MP4 ready to be served as HLS: its index and its segment plan."""
 
     movie: Movie
     plan: list[Segment]
+    version: Version
     whole_file: bool  # the origin has no Range support: bytes come from the cached file
 
 
@@ -138,51 +148,61 @@ class SegmentSources:
         parts = await asyncio.gather(
             *(self._range(grant, offset, length) for offset, length in segment.ranges)
         )
+        if any(version != prepared.version for _, version in parts):
+            await self._forget(self.key_of(grant))
+            raise UpstreamError("the source changed since its playlist was made; reload it")
         return ByteRanges(
             [(offset, data) for (offset, _), (data, _) in zip(segment.ranges, parts, strict=True)]
         )
+
+    async def _forget(self, key: str) -> None:
+        self._local.pop(key, None)
+        if self._shared is not None:
+            with contextlib.suppress(RedisError):
+                await self._shared.delete(self._shared_key(key))
 
     # -- loading ----------------------------------------------------------------------------
 
     async def _load(self, grant: Grant, key: str) -> Source:
         shared = await self._shared_get(key)
         if shared is not None:
-            with contextlib.suppress(RemuxError):
-                movie = await asyncio.to_thread(load_movie, shared[1:])
-                return await self._prepare(movie, whole_file=shared[:1] == b"W")
+            with contextlib.suppress(RemuxError, ValueError, KeyError, TypeError):
+                version, whole_file, blob = _unpack(shared)
+                movie = await asyncio.to_thread(load_movie, blob)
+                return await self._prepare(movie, version, whole_file=whole_file)
         whole: bytes | None = None
         try:
-            head, size = await self._range(grant, 0, _PROBE_BYTES)
+            head, version = await self._range(grant, 0, _PROBE_BYTES)
         except NoRangeSupport as exc:
             whole = await self._whole_within_limit(grant, exc.size)
-            head, size = whole[:_PROBE_BYTES], len(whole)
+            head, version = whole[:_PROBE_BYTES], Version(len(whole))
         if dash.is_mpd(head[:512]):
             return "dash"
         try:
             if whole is not None:
                 movie = await asyncio.to_thread(_parse_from_whole, whole)
             else:
-                movie = await self._read_movie(grant, head, size)
+                movie = await self._read_movie(grant, head, version)
         except RemuxError as exc:
             raise UpstreamError(f"cannot segment the source: {exc}") from None
         whole_file = whole is not None
-        prepared = await self._prepare(movie, whole_file=whole_file)
+        prepared = await self._prepare(movie, version, whole_file=whole_file)
         if self._shared is not None:
             # Sharing the index is for the next worker; this request does not wait for it.
-            task = asyncio.create_task(self._share(key, movie, whole_file))
+            task = asyncio.create_task(self._share(key, prepared))
             self._sharing.add(task)
             task.add_done_callback(self._sharing.discard)
         return prepared
 
-    async def _prepare(self, movie: Movie, *, whole_file: bool) -> Prepared:
+    async def _prepare(self, movie: Movie, version: Version, *, whole_file: bool) -> Prepared:
         try:
             plan = await asyncio.to_thread(plan_segments, movie, self._settings.segment_seconds)
         except RemuxError as exc:
             raise UpstreamError(f"cannot segment the source: {exc}") from None
-        return Prepared(movie, plan, whole_file)
+        return Prepared(movie, plan, version, whole_file)
 
-    async def _read_movie(self, grant: Grant, head: bytes, size: int) -> Movie:
-        at, data = 0, head
+    async def _read_movie(self, grant: Grant, head: bytes, version: Version) -> Movie:
+        at, data, size = 0, head, version.size
         for _ in range(_MAX_BOX_HOPS):
             boxes = scan_top_level(data, at, size)
             if not boxes:
@@ -195,21 +215,23 @@ class SegmentSources:
                 if start + moov.size <= len(data):
                     moov_bytes = data[start : start + moov.size]
                 else:
-                    moov_bytes, _ = await self._range(grant, moov.offset, moov.size)
+                    moov_bytes, seen = await self._range(grant, moov.offset, moov.size)
+                    _same(seen, version)
                 # About 150 ms for an hour of video: off the event loop.
                 return await asyncio.to_thread(parse_moov, moov_bytes)
             last = boxes[-1]
             after = last.offset + last.size
             if after >= size:
                 raise RemuxError("no moov box in the file")
-            data, _ = await self._range(grant, after, _PROBE_BYTES)
+            data, seen = await self._range(grant, after, _PROBE_BYTES)
+            _same(seen, version)
             at = after
         raise RemuxError("too many top-level boxes before the moov")
 
     # -- bytes from upstream ----------------------------------------------------------------
 
-    async def _range(self, grant: Grant, offset: int, length: int) -> tuple[bytes, int]:
-        """`length` bytes at `offset` (fewer at the end of the file) and the file's size."""
+    async def _range(self, grant: Grant, offset: int, length: int) -> tuple[bytes, Version]:
+        """`length` bytes at `offset` (fewer at the end of the file), and whose bytes they are."""
         last = offset + length - 1
         response = await self._client.open(
             grant.directory, grant.headers, range_header=f"bytes={offset}-{last}"
@@ -219,12 +241,13 @@ class SegmentSources:
                 response.abort()
                 raise NoRangeSupport(response.content_length)
             size = _total_size(response.headers.get("Content-Range", ""))
+            version = Version(size, response.headers.get("ETag"))
             data = await response.read(length)
         except BaseException:
             response.abort()
             raise
         response.release()
-        return data, size
+        return data, version
 
     async def _whole_within_limit(self, grant: Grant, size: int | None) -> bytes:
         limit = min(self._settings.segment_whole_file_max_bytes, self._cache.max_object_bytes)
@@ -292,10 +315,29 @@ class SegmentSources:
             return None
         return bytes(value) if value else None
 
-    async def _share(self, key: str, movie: Movie, whole_file: bool) -> None:
-        blob = (b"W" if whole_file else b"R") + await asyncio.to_thread(dump_movie, movie)
+    async def _share(self, key: str, prepared: Prepared) -> None:
+        blob = _pack(prepared, await asyncio.to_thread(dump_movie, prepared.movie))
         with contextlib.suppress(RedisError):
             await self._shared.set(self._shared_key(key), blob, ex=_SHARED_TTL_SECONDS)
+
+
+def _same(seen: Version, expected: Version) -> None:
+    if seen != expected:
+        raise UpstreamError("the source changed while its index was being read")
+
+
+def _pack(prepared: Prepared, movie_blob: bytes) -> bytes:
+    meta = json.dumps(
+        [prepared.version.size, prepared.version.etag, prepared.whole_file]
+    ).encode()
+    return len(meta).to_bytes(4, "big") + meta + movie_blob
+
+
+def _unpack(blob: bytes) -> tuple[Version, bool, bytes]:
+    length = int.from_bytes(blob[:4], "big")
+    size, etag, whole_file = json.loads(blob[4 : 4 + length])
+    version = Version(int(size), None if etag is None else str(etag))
+    return version, bool(whole_file), blob[4 + length :]
 
 
 def _parse_from_whole(data: bytes) -> Movie:

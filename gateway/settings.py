@@ -115,8 +115,8 @@ class Settings(BaseSettings):
 
     # Serving MP4 files as HLS: segments start on keyframes near this length.
     segment_seconds: float = Field(default=4.0, ge=1.0, le=30.0)
-    # Parsed MP4 indexes kept per worker (each is a few MB for an hour of video).
-    segment_index_entries: int = Field(default=64, ge=1)
+    # Parsed MP4 indexes kept per worker (about 6 MB each for an hour of 25 fps video + AAC).
+    segment_index_entries: int = Field(default=16, ge=1)
     # An MP4 origin without Range support is fetched whole into the cache up to this size.
     segment_whole_file_max_bytes: ByteSize = 1024**3
     # Page resolution with yt-dlp (the /resolve and /watch endpoints).

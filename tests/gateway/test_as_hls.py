@@ -209,3 +209,20 @@ def test_the_command_line_mints_an_as_hls_link(tmp_path):
     line = result.stdout.strip()
     assert line.startswith("http://127.0.0.1:8080/s/") and line.endswith("/index.m3u8")
     assert "cdn.example.com" not in line
+
+
+async def test_a_source_replaced_upstream_is_never_cut_with_a_stale_index(make_gateway, origin, media):
+    """A new version of the file (same size, other bytes: only its ETag tells) must not be cut
+    with the old index into a cache entry. It is refused; the next playlist request reads anew."""
+    gw = await make_gateway(prefetch_segments=0)
+    base = gw.mint_as_hls(origin.base_url + FILE).removesuffix("index.m3u8")
+    assert (await get(base + "media.m3u8"))[0] == 200
+    replacement = bytearray(media.read(FILE))
+    replacement[len(replacement) // 2] ^= 0xFF
+    origin.set_file(FILE, bytes(replacement))
+    status, _, body = await get(base + "seg-2.ts")
+    assert status == 502 and b"changed" in body and body.count(b"\n") == 1
+    status, _, _ = await get(base + "seg-2.ts")  # the index is read again, from the new file
+    assert status == 200
+    url = base + "index.m3u8"
+    assert await packets_per_stream(url) == await packets_per_stream(str(media.root / FILE.lstrip("/")))

@@ -65,15 +65,14 @@ async def test_a_truncated_mpd_is_a_502(make_gateway, origin, media):
 # -- conformance over real-world MPDs ---------------------------------------------------------
 
 import re  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from lxml import etree  # noqa: E402
 
 from gateway.links import PREFIX  # noqa: E402
 from playlists.urls import resolve  # noqa: E402
+from tests.support.corpus import DASH_CORPUS as CORPUS  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dash"
 LENIENT = etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
 
 
@@ -149,7 +148,6 @@ def upstream_of(gw, url: str) -> str:
     return gw.state.links.signer.verify(token).directory + rest
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.mpd")))
 @pytest.mark.parametrize("redirected", [False, True], ids=["direct", "redirected"])
 async def test_corpus_mpds_lead_players_to_the_urls_the_original_meant(

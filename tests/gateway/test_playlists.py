@@ -2,15 +2,14 @@
 
 import asyncio
 import re
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gateway.links import PREFIX
 from playlists.urls import resolve
+from tests.support.corpus import HLS_CORPUS as CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hls"
 URI_ATTR = re.compile(r'(?:^|[,:])((?:[A-Z0-9-]*-)?URI|X-ASSET-LIST|X-[A-Z0-9-]*-URL)="([^"]*)"')
 
 
@@ -155,7 +154,6 @@ async def test_a_binary_body_claiming_to_be_a_playlist_is_a_502(make_gateway, or
     assert body.count(b"\n") == 1
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.m3u8")))
 async def test_corpus_playlists_map_back_through_the_gateway(make_gateway, origin, name):
     """Every URI in the served playlist decodes, via the gateway's own URLs, to what it meant."""

@@ -3,7 +3,6 @@
 import itertools
 import math
 import re
-from pathlib import Path
 
 import m3u8
 import pytest
@@ -20,8 +19,8 @@ from playlists.dash_hls import (
 )
 from playlists.errors import PlaylistError
 from playlists.sidx import SidxError, parse_sidx
+from tests.support.corpus import DASH_CORPUS as CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dash"
 MPD_URL = "https://origin.example/vod/title/manifest.mpd?token=abc"
 
 
@@ -542,7 +541,6 @@ def synthetic_sidx(presentation, rendition) -> bytes | None:
     return make_sidx([(1000, 2000)] * count)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 @pytest.mark.parametrize("name", STATIC)
 def test_every_static_corpus_mpd_converts_or_is_refused_with_a_reason(name):
     body = (CORPUS / name).read_bytes()
@@ -565,14 +563,12 @@ def test_every_static_corpus_mpd_converts_or_is_refused_with_a_reason(name):
         assert sum(durations(playlist)) == pytest.approx(expected, abs=playlist.target_duration)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.mpd") if p.name not in STATIC))
 def test_dynamic_corpus_mpds_are_refused(name):
     with pytest.raises(DashToHlsError, match="dynamic MPDs cannot be served as HLS"):
         read_mpd((CORPUS / name).read_bytes(), "https://origin.example/" + name)
 
 
-@pytest.mark.skipif(not STATIC, reason="corpus not present")
 @settings(
     max_examples=200,
     deadline=None,

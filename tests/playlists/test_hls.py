@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import timeit
-from pathlib import Path
 
 import m3u8
 import pytest
@@ -14,10 +13,10 @@ from hypothesis import strategies as st
 from playlists.errors import PlaylistError
 from playlists.hls import PlaylistInfo, inspect, is_playlist, rewrite
 from playlists.urls import resolve
+from tests.support.corpus import HLS_CORPUS as CORPUS
 
 BASE = "https://origin.example/vod/movie/index.m3u8?token=abc"
 DIRECTORY = "https://origin.example/vod/movie/"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hls"
 
 
 def ref(url: str) -> str:
@@ -397,7 +396,6 @@ def _check_rewritten_value(old: str, new: str, variables: dict[str, str]) -> Non
     assert new == ref(resolve(BASE, meant))
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="no shared corpus")
 @pytest.mark.parametrize("path", _CORPUS_FILES, ids=lambda p: p.name)
 def test_corpus_playlists_rewrite_only_their_uris(path):
     body = path.read_bytes()
@@ -430,7 +428,6 @@ def test_corpus_playlists_rewrite_only_their_uris(path):
             _check_rewritten_value(a[1:-1], b[1:-1], variables)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="no shared corpus")
 @pytest.mark.parametrize("path", _CORPUS_FILES, ids=lambda p: p.name)
 def test_corpus_playlists_inside_their_directory_change_no_relative_uri(path):
     body = path.read_bytes()
@@ -443,7 +440,6 @@ def test_corpus_playlists_inside_their_directory_change_no_relative_uri(path):
     assert inspect(body) == inspect(out)
 
 
-@pytest.mark.skipif(not _MALFORMED_FILES, reason="no malformed corpus")
 @pytest.mark.parametrize("path", _MALFORMED_FILES, ids=lambda p: p.name)
 def test_malformed_playlists_rewrite_or_raise_playlist_error(path):
     body = path.read_bytes()
@@ -459,7 +455,6 @@ def _uris_found(out: bytes) -> int:
     return sum(1 for line in out.split(b"\n") if line.strip().startswith(b"REF("))
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="no shared corpus")
 @pytest.mark.parametrize("path", _CORPUS_FILES, ids=lambda p: p.name)
 def test_the_uris_found_match_what_the_m3u8_package_parses(path):
     body = path.read_bytes()

@@ -5,14 +5,13 @@ playlist keeps every line that carries no URI byte for byte."""
 import hashlib
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playlists import dash, hls
 from playlists.errors import PlaylistError
+from tests.support.corpus import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 HLS_FILES = sorted((CORPUS / "hls").glob("*.m3u8"))
 DASH_FILES = sorted((CORPUS / "dash").glob("*.mpd"))
 BASE = "https://cdn.example.com/vod/title/index.m3u8"
@@ -116,14 +115,12 @@ def test_hls_arbitrary_text_lines_keep_their_shape(lines):
     assert_hls_property(("#EXTM3U\n" + "\n".join(lines)).encode("utf-8", "surrogatepass"))
 
 
-@pytest.mark.skipif(not HLS_FILES, reason="no HLS corpus on this machine")
 @PROPERTY
 @given(st.data())
 def test_hls_mutated_corpus_rewrite_or_raise_playlist_error(data):
     assert_hls_property(data.draw(mutated(HLS_FILES)))
 
 
-@pytest.mark.skipif(not HLS_FILES, reason="no HLS corpus on this machine")
 def test_the_hls_corpus_itself_rewrites_with_every_uri_free_line_kept():
     for path in HLS_FILES:
         assert_hls_property(path.read_bytes())
@@ -154,7 +151,6 @@ def test_dash_arbitrary_bytes_inside_an_mpd_root(body):
     )
 
 
-@pytest.mark.skipif(not DASH_FILES, reason="no DASH corpus on this machine")
 @PROPERTY
 @given(st.data())
 def test_dash_mutated_corpus_rewrite_or_raise_playlist_error(data):
