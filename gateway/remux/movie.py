@@ -396,8 +396,23 @@ def _chunk_offsets(buf: bytes, tables: dict[bytes, tuple[int, int]]) -> array[in
             count = _u32(buf, body + 4)
             if count * (4 if typecode == "I" else 8) > end - body - 8:
                 raise RemuxError("corrupt MP4: a sample table is truncated")
+            if typecode == "I" and _LITTLE:
+                return _widen_u32(buf, body + 8, count)
             return array("q", _big_endian(buf, body + 8, count, typecode))
     raise RemuxError("corrupt MP4: a track has no chunk offsets")
+
+
+def _widen_u32(buf: bytes, start: int, count: int) -> array[int]:
+    """`count` big-endian u32s as an array("q"), by byte moves (little-endian hosts only)."""
+    data = buf[start : start + count * 4]
+    if len(data) != count * 4:
+        raise RemuxError("corrupt MP4: a sample table is truncated")
+    wide = bytearray(count * 8)
+    for k in range(4):
+        wide[k::8] = data[3 - k :: 4]
+    values = array("q")
+    values.frombytes(wide)
+    return values
 
 
 def _offsets(
@@ -417,33 +432,50 @@ def _offsets(
     spans = array("q", map(sub, chain(firsts[1:], (chunks + 1,)), firsts))
     if min(spans) < 0:
         raise RemuxError("corrupt MP4: the sample-to-chunk table names missing chunks")
-    samples_in = array("q", chain.from_iterable(map(repeat, per_chunk, spans)))
     total = len(sizes)
+    if per_chunk.count(1) == len(per_chunk) and chunks >= total:
+        # One sample per chunk (interleaved files): the offsets are the chunk offsets.
+        return _one_per_chunk(chunk_offsets[:total], sizes)
+    samples_in = array("q", chain.from_iterable(map(repeat, per_chunk, spans)))
     chunk_first = array("q", accumulate(samples_in, initial=0))
     if chunk_first[-1] < total:
         raise RemuxError("corrupt MP4: the chunks hold fewer samples than the track has")
-    # Chunks past the last sample (a table written for more samples) are dropped.
-    used = bisect_left(chunk_first, total)
-    chunk_first = chunk_first[: used + 1]
-    chunk_first[-1] = total
-    samples_in = array("q", map(sub, chunk_first[1:], chunk_first[:-1]))
+    if chunk_first[-1] > total:
+        # Chunks past the last sample (a table written for more samples) are dropped.
+        used = bisect_left(chunk_first, total)
+        chunk_first = chunk_first[: used + 1]
+        chunk_first[-1] = total
+        samples_in = array("q", map(sub, chunk_first[1:], chunk_first[:-1]))
+        chunk_offsets = chunk_offsets[:used]
     # offset(i) = chunk offset - bytes before the chunk's first sample + bytes before i.
     # That first difference is constant within a chunk, and equal across chunks that are
     # stored back to back.
     before = array("q", accumulate(sizes, initial=0))
-    starts, counts, chunk_offsets = chunk_first[:-1], samples_in, chunk_offsets[:used]
+    starts, counts = chunk_first[:-1], samples_in
     if 0 in samples_in:  # empty chunks start no stretch
         keep = array("b", map(bool, samples_in))
         starts = array("q", compress(starts, keep))
         counts = array("q", compress(counts, keep))
         chunk_offsets = array("q", compress(chunk_offsets, keep))
+    # Sizes are unsigned, so no sample lies before its chunk's offset.
+    if min(chunk_offsets) < 0:
+        raise RemuxError("corrupt MP4: a sample lies before the start of the file")
     bases = array("q", map(sub, chunk_offsets, map(before.__getitem__, starts)))
     offsets = array("q", map(add, chain.from_iterable(map(repeat, bases, counts)), before))
-    del offsets[total:]
-    new_run = chain((True,), map(ne, bases[1:], bases[:-1]))
+    new_run = chain((True,), map(ne, islice(bases, 1, None), bases))
     runs = array("I", compress(starts, new_run))
-    if offsets and min(offsets) < 0:
+    return offsets, runs
+
+
+def _one_per_chunk(offsets: array[int], sizes: array[int]) -> tuple[array[int], array[int]]:
+    """`_offsets` when chunk i holds exactly sample i: a stretch starts wherever a sample
+    does not begin where the one before it ends."""
+    if min(offsets) < 0:
         raise RemuxError("corrupt MP4: a sample lies before the start of the file")
+    ends = map(add, offsets, sizes)
+    new_run = map(ne, islice(offsets, 1, None), ends)
+    runs = array("I", (0,))
+    runs.extend(compress(range(1, len(offsets)), new_run))
     return offsets, runs
 
 

@@ -200,3 +200,107 @@ def test_mutated_blobs_only_raise_remux_errors(small_blob, edits):
     for blob in (mutate(small_blob, edits), small_blob[:5] + zlib.compress(mutate(raw, edits))):
         with suppress(RemuxError):
             load_movie(blob)
+
+
+# -- sample offsets from the chunk tables --------------------------------------------------------
+
+
+def _stsc(entries: list[tuple[int, int]]) -> bytes:
+    """An stsc box body (version, flags, entries) for (first chunk, samples per chunk)."""
+    body = bytes(4) + len(entries).to_bytes(4, "big")
+    for first, per_chunk in entries:
+        body += first.to_bytes(4, "big") + per_chunk.to_bytes(4, "big") + (1).to_bytes(4, "big")
+    return body
+
+
+def _naive_offsets(
+    entries: list[tuple[int, int]], chunk_offsets: list[int], sizes: list[int]
+) -> tuple[list[int], list[int]]:
+    """Sample offsets and stretch starts, one sample at a time."""
+    per_chunk = []
+    for index, (first, count) in enumerate(entries):
+        last = entries[index + 1][0] if index + 1 < len(entries) else len(chunk_offsets) + 1
+        per_chunk += [count] * (last - first)
+    offsets: list[int] = []
+    runs: list[int] = []
+    for chunk, count in enumerate(per_chunk):
+        position = chunk_offsets[chunk]
+        for _ in range(count):
+            if len(offsets) == len(sizes):
+                return offsets, runs
+            if not offsets or offsets[-1] + sizes[len(offsets) - 1] != position:
+                runs.append(len(offsets))
+            offsets.append(position)
+            position += sizes[len(offsets) - 1]
+    return offsets, runs
+
+
+def _run_offsets(
+    entries: list[tuple[int, int]], chunk_offsets: list[int], sizes: list[int]
+) -> tuple[list[int], list[int]]:
+    from array import array
+
+    from gateway.remux.movie import _offsets
+
+    body = _stsc(entries)
+    offsets, runs = _offsets(body, 0, len(body), array("q", chunk_offsets), array("I", sizes))
+    return list(offsets), list(runs)
+
+
+@given(
+    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=40),
+    gaps=st.lists(st.integers(0, 3), min_size=40, max_size=40),
+    extra_chunks=st.integers(0, 3),
+)
+def test_one_sample_per_chunk_matches_the_naive_offsets(sizes, gaps, extra_chunks):
+    chunk_offsets, position = [], 100
+    for size, gap in zip(sizes, gaps, strict=False):
+        position += gap
+        chunk_offsets.append(position)
+        position += size
+    chunk_offsets += [position + k for k in range(extra_chunks)]
+    entries = [(1, 1)]
+    assert _run_offsets(entries, chunk_offsets, sizes) == _naive_offsets(
+        entries, chunk_offsets, sizes
+    )
+
+
+@given(
+    per_chunk=st.lists(st.integers(0, 4), min_size=1, max_size=12),
+    gaps=st.lists(st.integers(0, 2), min_size=12, max_size=12),
+    trim=st.integers(0, 3),
+)
+def test_several_samples_per_chunk_match_the_naive_offsets(per_chunk, gaps, trim):
+    total = sum(per_chunk)
+    if total - trim <= 0:
+        return
+    sizes = [(7 * k) % 11 for k in range(total - trim)]
+    entries = [(chunk + 1, count) for chunk, count in enumerate(per_chunk)]
+    chunk_offsets, position, sample = [], 50, 0
+    for count, gap in zip(per_chunk, gaps, strict=False):
+        position += gap
+        chunk_offsets.append(position)
+        for _ in range(count):
+            position += sizes[sample] if sample < len(sizes) else 0
+            sample += 1
+    assert _run_offsets(entries, chunk_offsets, sizes) == _naive_offsets(
+        entries, chunk_offsets, sizes
+    )
+
+
+def test_one_sample_per_chunk_and_grouped_chunks_give_the_same_offsets():
+    """The same bytes described as one sample per chunk (the fast path) and as chunks of
+    three samples (the general path) give identical offsets and stretches."""
+    sizes = [5, 9, 2, 7, 7, 1, 4, 8, 3, 6, 2, 5]
+    grouped_offsets, position = [], 1000
+    single_offsets = []
+    for sample, size in enumerate(sizes):
+        if sample % 3 == 0:
+            position += 17 if sample == 6 else 0  # a gap before the third chunk
+            grouped_offsets.append(position)
+        single_offsets.append(position)
+        position += size
+    single = _run_offsets([(1, 1)], single_offsets, sizes)
+    grouped = _run_offsets([(1, 3)], grouped_offsets, sizes)
+    assert single == grouped == _naive_offsets([(1, 3)], grouped_offsets, sizes)
+    assert single[1] == [0, 6]
