@@ -20,13 +20,7 @@ from gateway.fetcher import Fetcher
 from gateway.links import AS_HLS_PREFIX, Links
 from gateway.manifests import ManifestService
 from gateway.metrics import Metrics
-from gateway.middleware import (
-    ConcurrencyLimit,
-    Cors,
-    add_request_id,
-    errors_middleware,
-    request_id_middleware,
-)
+from gateway.middleware import FrontDoor
 from gateway.prefetch import Prefetcher
 from gateway.proxy import ProxyHandler
 from gateway.resolver import Resolver
@@ -101,21 +95,14 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
         watch,
     )
 
-    cors = Cors(settings)
+    front = FrontDoor(settings, metrics)
     app = web.Application(
-        middlewares=[
-            ConcurrencyLimit(settings.max_client_requests).middleware,
-            request_id_middleware,
-            metrics.middleware,
-            cors.preflight,
-            errors_middleware,
-        ],
+        middlewares=[front.middleware],
         client_max_size=64 * 1024,
         handler_args={"max_field_size": 16384, "max_line_size": 16384},
     )
     app[GATEWAY] = gateway
-    app.on_response_prepare.append(cors.on_prepare)
-    app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(front.on_prepare)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await client.start()

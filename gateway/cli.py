@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -234,18 +235,23 @@ def _shared_socket(settings: Settings) -> socket.socket:
 def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
     from gateway.access_log import access_logging
     from gateway.app import create_app
+    from gateway.event_loop import new_event_loop
 
+    loop = new_event_loop(settings.event_loop)
+    asyncio.set_event_loop(loop)
     app = create_app(settings)
+    logging_options = access_logging(settings.access_log)
     if sock is None:
         web.run_app(
             app,
             host=settings.host,
             port=settings.port,
             print=lambda _msg: log.info("serving on %s", settings.base_url),
-            **access_logging(settings.access_log),  # type: ignore[arg-type]
+            loop=loop,
+            **logging_options,  # type: ignore[arg-type]
         )
     else:
-        web.run_app(app, sock=sock, print=None, **access_logging(settings.access_log))  # type: ignore[arg-type]
+        web.run_app(app, sock=sock, print=None, loop=loop, **logging_options)  # type: ignore[arg-type]
 
 
 def _prepare_shared_metrics(settings: Settings) -> None:

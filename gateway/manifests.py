@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 from cachetools import TLRUCache
@@ -40,25 +41,39 @@ class Rewritten:
         return f"public, max-age={seconds}" if seconds > 0 else "no-cache"
 
 
-def _expiry(_key: str, value: Rewritten, now: float) -> float:
-    return now + value.ttl
-
-
 class ManifestService:
     """Rewrites manifests for the URL they were requested under, and remembers the result."""
 
     def __init__(self, settings: Settings, links: Links) -> None:
         self._settings = settings
         self._links = links
-        self._cache: TLRUCache[str, Rewritten] = TLRUCache(
-            maxsize=settings.playlist_cache_entries, ttu=_expiry
-        )
+        # Request key -> (monotonic expiry, copy). A plain dict, oldest insert evicted first:
+        # this lookup is most of a cached playlist's cost, and an LRU's bookkeeping is not.
+        self._fresh: dict[str, tuple[float, Rewritten]] = {}
+        self._fresh_max = settings.playlist_cache_entries
         self._last_good: TLRUCache[str, Rewritten] = TLRUCache(
             maxsize=settings.playlist_cache_entries, ttu=_fallback_expiry
         )
 
     def cached(self, request_key: str) -> Rewritten | None:
-        return self._cache.get(request_key)
+        found = self._fresh.get(request_key)
+        if found is None:
+            return None
+        if found[0] > time.monotonic():
+            return found[1]
+        del self._fresh[request_key]
+        return None
+
+    def clear(self) -> None:
+        """Forget every rewritten copy (the next request of each is fetched again)."""
+        self._fresh.clear()
+
+    def _remember(self, request_key: str, rewritten: Rewritten) -> None:
+        fresh = self._fresh
+        fresh.pop(request_key, None)
+        while len(fresh) >= self._fresh_max:
+            del fresh[next(iter(fresh))]
+        fresh[request_key] = (time.monotonic() + rewritten.ttl, rewritten)
 
     def fallback(self, request_key: str) -> Rewritten | None:
         """The last good copy of a live playlist, while it is younger than a target duration.
@@ -117,7 +132,7 @@ class ManifestService:
             raise UpstreamError(f"unusable manifest: {_one_line(exc)}") from None
         rewritten = Rewritten(body, content_type, ttl, _etag(body), fallback_ttl, immutable)
         if ttl > 0:
-            self._cache[request_key] = rewritten
+            self._remember(request_key, rewritten)
         if fallback_ttl > 0:
             self._last_good[request_key] = rewritten
         return rewritten

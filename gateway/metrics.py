@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -110,21 +109,11 @@ class Metrics:
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            self.count(self.requests, route_of(request.path), str(status))
+
+_ROUTES = frozenset({"p", "s", "watch", "resolve", "api", "admin", "metrics"})
 
 
 def route_of(path: str) -> str:
     """A bounded label: the route family, never the token or file name."""
-    first = path.split("/", 2)[1] if path.count("/") >= 1 else ""
-    return first if first in {"p", "watch", "resolve", "api", "admin", "metrics"} else "other"
+    first = path[1:].partition("/")[0]
+    return first if first in _ROUTES else "other"

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 
 from gateway.cache.keys import storage_name
 from gateway.cache.segments import SegmentCache
@@ -34,6 +34,11 @@ from gateway.settings import Settings
 from gateway.signing import Grant
 
 log = logging.getLogger("gateway.prefetch")
+
+# A watch's idle timer restarts at most this often: re-inserting it on every request of a
+# busy playlist would cost more than the request itself.
+_KEEP_EVERY = 1.0
+_MAX_WATCHES = 4096
 
 
 @dataclass(slots=True)
@@ -54,8 +59,9 @@ class Prefetcher:
         self._fetcher = fetcher
         self._cache = cache
         self._metrics = metrics
-        idle = settings.prefetch_idle_seconds
-        self._watches: TTLCache[str, Watch] = TTLCache(maxsize=4096, ttl=idle)
+        self._idle = settings.prefetch_idle_seconds
+        # Playlist URL -> watch, oldest keep first; a watch idle for `_idle` has lapsed.
+        self._watches: dict[str, Watch] = {}
         # Plain LRU maps: they sit on every segment request, and the watch itself expires.
         self._playlist_of: LRUCache[str, str] = LRUCache(maxsize=262_144)
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -74,7 +80,7 @@ class Prefetcher:
         """A fresh upstream copy of a media playlist was just served to a client."""
         if not self.enabled or not segments:
             return
-        watch = self._watches.get(playlist_url)
+        watch = self._watch(playlist_url)
         if watch is None:
             watch = Watch(grant, segments, live)
         else:
@@ -89,8 +95,8 @@ class Prefetcher:
 
     def playlist_requested(self, playlist_url: str) -> None:
         """A client asked for a playlist that may be served from memory: keep its watch."""
-        watch = self._watches.get(playlist_url)
-        if watch is not None:
+        watch = self._watch(playlist_url)
+        if watch is not None and time.monotonic() - watch.last_seen >= _KEEP_EVERY:
             self._keep(playlist_url, watch)
 
     def segment_requested(self, url: str, name: str) -> None:
@@ -101,10 +107,11 @@ class Prefetcher:
             del self._unused[name]
             self._metrics.prefetch_hits.inc()
         playlist_url = self._playlist_of.get(url)
-        watch = self._watches.get(playlist_url) if playlist_url else None
+        watch = self._watch(playlist_url) if playlist_url else None
         if watch is None or playlist_url is None:
             return
-        self._keep(playlist_url, watch)
+        if time.monotonic() - watch.last_seen >= _KEEP_EVERY:
+            self._keep(playlist_url, watch)
         if watch.live:
             return
         with contextlib.suppress(ValueError):
@@ -125,9 +132,20 @@ class Prefetcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    def _watch(self, playlist_url: str) -> Watch | None:
+        watch = self._watches.get(playlist_url)
+        if watch is not None and time.monotonic() - watch.last_seen > self._idle:
+            del self._watches[playlist_url]
+            return None
+        return watch
+
     def _keep(self, playlist_url: str, watch: Watch) -> None:
         watch.last_seen = time.monotonic()
-        self._watches[playlist_url] = watch  # re-inserting restarts its idle timer
+        watches = self._watches
+        watches.pop(playlist_url, None)  # re-inserted last: the oldest keep stays first
+        while len(watches) >= _MAX_WATCHES:
+            del watches[next(iter(watches))]
+        watches[playlist_url] = watch
 
     def _warm(self, watch: Watch, urls: list[str]) -> None:
         for url in urls:

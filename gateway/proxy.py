@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -31,6 +34,18 @@ from playlists.urls import normalize_rest
 
 Recover = Callable[[Grant, str], Awaitable[tuple[Grant, str] | None]]
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+-\d*|-\d+)$")
+_ROUTES_REMEMBERED = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a verified gateway path means."""
+
+    grant: Grant
+    rest: str
+    upstream_url: str
+    whole_name: str  # the cache name of the whole object
+    expires: float  # when the grant does (unix time)
 
 
 class ProxyHandler:
@@ -53,10 +68,19 @@ class ProxyHandler:
         self._recover = recover
         self._accel_prefix = accel_prefix
         self._metrics = metrics or Metrics()
+        self._routes: dict[str, _Route] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
-        grant, rest, upstream_url = self._parse(raw)
+        route = self._routes.get(raw)
+        if route is None or route.expires <= time.time():
+            route = self._route(raw)
+        grant, rest, upstream_url, whole_name = (
+            route.grant,
+            route.rest,
+            route.upstream_url,
+            route.whole_name,
+        )
         cached = self._manifests.cached(raw)
         if cached is not None:
             self._prefetcher.playlist_requested(upstream_url)
@@ -64,7 +88,6 @@ class ProxyHandler:
             return manifest_response(request, cached, "HIT")
 
         range_header = _usable_range(request.headers.get("Range"))
-        whole_name = storage_name(self._fetcher.key_for(upstream_url))
         self._prefetcher.segment_requested(upstream_url, whole_name)
         hot = self._memory_hit(request, whole_name)
         if hot is not None:
@@ -127,8 +150,9 @@ class ProxyHandler:
         self._metrics.count(self._metrics.cache_results, "segment", state)
         return await stream_response(request, joined)
 
-    def _memory_hit(self, request: web.Request, name: str) -> web.Response | None:
-        """The hottest path: an object the index vouched for moments ago, held in memory."""
+    def _memory_hit(self, request: web.Request, name: str) -> web.StreamResponse | None:
+        """The hottest path: an object the index vouched for moments ago, held in memory or
+        already mapped: no I/O, no await."""
         if self._accel_prefix is not None:
             return None
         entry = self._cache.recent(name)
@@ -136,7 +160,10 @@ class ProxyHandler:
             return None
         item = self._cache.memory.get(name)
         if item is None:
-            return None
+            mapped = self._cache.mapped.get(name)
+            if mapped is None:
+                return None
+            item = self._cache.memory.offer(name, mapped) or mapped
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         return memory_response(request, entry, item)
@@ -150,8 +177,11 @@ class ProxyHandler:
             relative = path.relative_to(self._cache.store.root).as_posix()
             return accel_response(entry, self._accel_prefix + relative)
         if entry.status == 200:
-            memory = self._cache.memory
-            item = memory.get(entry.name) or memory.offer(entry.name, path, entry.size)
+            item = self._cache.memory.get(entry.name)
+            if item is None:
+                mapped = self._cache.mapped.open(entry.name, path, entry.size)
+                if mapped is not None:
+                    item = self._cache.memory.offer(entry.name, mapped) or mapped
             if item is not None:
                 return memory_response(request, entry, item)
         return await hit_response(entry, path)
@@ -182,8 +212,9 @@ class ProxyHandler:
             return
         self._prefetcher.playlist_fetched(upstream_url, grant, segments, live=info.is_live)
 
-    def _parse(self, raw: str) -> tuple[Grant, str, str]:
-        """Token → grant; the rest must stay inside the granted directory."""
+    def _route(self, raw: str) -> _Route:
+        """Token → grant; the rest must stay inside the granted directory. Remembered per raw
+        path until the grant expires, so a hit pays for neither the signature nor the key."""
         path, sep, query = raw[len(PREFIX) :].partition("?")
         token, slash, rest = path.partition("/")
         if not slash:
@@ -193,7 +224,20 @@ class ProxyHandler:
             clean = normalize_rest(rest)
         except PathEscapeError:
             raise Forbidden("path leaves the granted directory") from None
-        return grant, rest + sep + query, grant.directory + clean + sep + query
+        upstream_url = grant.directory + clean + sep + query
+        route = _Route(
+            grant,
+            rest + sep + query,
+            upstream_url,
+            storage_name(self._fetcher.key_for(upstream_url)),
+            math.inf if grant.expires is None else float(grant.expires),
+        )
+        routes = self._routes
+        routes.pop(raw, None)
+        if len(routes) >= _ROUTES_REMEMBERED:
+            del routes[next(iter(routes))]
+        routes[raw] = route
+        return route
 
 
 def _usable_range(value: str | None) -> str | None:

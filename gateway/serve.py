@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiofiles
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from gateway.cache.entry import Entry
 from gateway.cache.memory import InMemory
@@ -35,8 +36,36 @@ async def hit_response(entry: Entry, path: Path) -> web.StreamResponse:
     return web.FileResponse(path, headers=headers)
 
 
-def memory_response(request: web.Request, entry: Entry, item: InMemory) -> web.Response:
-    """A hit from the RAM tier, with the validators and single ranges players send."""
+# A big body goes out in slices of this size, each written only once the socket has taken
+# the last: a slow client then holds at most one slice in the transport's buffer, instead of
+# the rest of the segment (500 slow clients would otherwise copy 500 segments into memory).
+BODY_SLICE = 256 * 1024
+
+
+class BodyResponse(web.StreamResponse):
+    """A response whose body is already in memory (`bytes`, or a view of a mapped file)."""
+
+    def __init__(
+        self, body: bytes | memoryview, *, status: int = 200, headers: dict[str, str]
+    ) -> None:
+        super().__init__(status=status, headers=headers)
+        self._view = body
+        self.content_length = len(body)
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if writer is None or request.method == "HEAD":
+            return writer
+        body = self._view
+        for offset in range(0, len(body), BODY_SLICE):
+            await writer.write(body[offset : offset + BODY_SLICE])
+        return writer
+
+
+def memory_response(
+    request: web.BaseRequest, entry: Entry, item: InMemory
+) -> web.StreamResponse:
+    """A hit held in memory (the RAM tier, or a mapped file), with validators and ranges."""
     body = item.body
     headers = {
         "Content-Type": entry.content_type,
@@ -50,14 +79,14 @@ def memory_response(request: web.Request, entry: Entry, item: InMemory) -> web.R
         return web.Response(status=304, headers=headers)
     wanted = request.headers.get("Range")
     if wanted is None:
-        return web.Response(body=body, headers=headers)
+        return BodyResponse(body, headers=headers)
     span = _byte_span(wanted, len(body))
     if span is None:
         headers["Content-Range"] = f"bytes */{len(body)}"
         return web.Response(status=416, headers=headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-    return web.Response(status=206, body=body[start : end + 1], headers=headers)
+    return BodyResponse(body[start : end + 1], status=206, headers=headers)
 
 
 def _byte_span(value: str, size: int) -> tuple[int, int] | None:

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     cache_max_object_bytes: ByteSize = 512 * 1024**2
     # RAM tier for popular objects (admitted on their second hit); 0 turns it off.
     cache_memory_bytes: ByteSize = 256 * 1024**2
+    # Disk hits are written from read-only maps of the cache files (page cache, no read copy);
+    # this many stay mapped per worker (0: a map per hit).
+    cache_mapped_files: int = Field(default=1024, ge=0)
     redis_url: str | None = None
     redis_prefix: str = "hlsgw"
     # Each node keeps its own disk and its own byte budget in the shared Redis index.
@@ -131,6 +134,9 @@ class Settings(BaseSettings):
     # One egress for extraction and the fetches that follow it (extracted URLs are often
     # bound to the IP that resolved them): an http(s) or socks proxy URL.
     egress_proxy: str | None = None
+
+    # auto: uvloop when installed (faster for hits and playlists), else asyncio's own loop.
+    event_loop: str = Field(default="auto", pattern=r"^(auto|uvloop|asyncio)$")
 
     log_level: str = "INFO"
     # off | text | json (one JSON object per request, for log pipelines)

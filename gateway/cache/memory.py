@@ -8,19 +8,17 @@ edge out. Evictions from the disk cache are mirrored here.
 
 from __future__ import annotations
 
-import email.utils
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from cachetools import LRUCache
 
 
 @dataclass(frozen=True, slots=True)
 class InMemory:
-    body: bytes
-    # The validators sendfile hits carry (aiohttp's FileResponse format), so a client that
-    # got an ETag from either tier can revalidate against the other.
+    body: bytes | memoryview
+    # The validators of the file it came from (aiohttp's FileResponse format), so a client
+    # that got an ETag from one tier can revalidate against another.
     etag: str
     last_modified: str
 
@@ -39,26 +37,17 @@ class MemoryTier:
             self._items.move_to_end(name)
         return item
 
-    def offer(self, name: str, path: Path, size: int) -> InMemory | None:
-        """Count a disk hit; on the second one, load the object. Returns it when loaded."""
+    def offer(self, name: str, source: InMemory) -> InMemory | None:
+        """Count a hit served from `source` (a mapped file); on the second, keep a copy."""
+        size = len(source.body)
         if self.max_bytes <= 0 or size > self.max_object_bytes:
             return None
         hits = self._seen.get(name, 0) + 1
         self._seen[name] = hits
         if hits < 2:
             return None
-        try:
-            stat = path.stat()
-            body = path.read_bytes()  # in the page cache after the first hit: microseconds
-        except OSError:
-            return None
-        if len(body) != size or stat.st_size != size:
-            return None  # replaced or cut behind our back: never serve a mismatch
-        item = InMemory(
-            body,
-            f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
-            email.utils.formatdate(stat.st_mtime, usegmt=True),
-        )
+        # From the page cache after the first hit: a memory copy, no disk read.
+        item = InMemory(bytes(source.body), source.etag, source.last_modified)
         self._items[name] = item
         self.bytes += size
         while self.bytes > self.max_bytes and self._items:

@@ -12,6 +12,7 @@ from cachetools import TTLCache
 
 from gateway.cache.entry import Entry
 from gateway.cache.index import CacheIndex, IndexUnavailable, MemoryIndex, RedisIndex
+from gateway.cache.mapped import MappedFiles
 from gateway.cache.memory import MemoryTier
 from gateway.cache.store import DiskStore
 from gateway.settings import Settings
@@ -49,6 +50,7 @@ class SegmentCache:
         # per request.
         self._disk_problems: set[str] = set()
         self.memory = MemoryTier(settings.cache_memory_bytes)
+        self.mapped = MappedFiles(settings.cache_mapped_files)
         # Called with the names of evicted objects (metrics, prefetch accounting).
         self.on_evict: list[Callable[[list[str]], None]] = []
 
@@ -87,10 +89,17 @@ class SegmentCache:
                 return None
             self._hot[name] = entry
         path = self.store.path_of(name)
-        if not path.exists():
-            # Evicted by another worker, or the disk was cleaned behind our back.
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = None
+        if size != entry.size:
+            # Evicted by another worker, cleaned or cut behind our back: a miss, never a
+            # wrong body, and the entry goes so the refetch can replace it.
             self._hot.pop(name, None)
-            self.memory.discard([name])
+            self._drop_local([name])
+            if size is not None:
+                self.store.remove(name)
             await self._forget(name)
             return None
         if name not in self._touched:
@@ -125,7 +134,7 @@ class SegmentCache:
             self._hot.pop(victim, None)
             self.store.remove(victim)
         if evicted:
-            self.memory.discard(evicted)
+            self._drop_local(evicted)
             for hook in self.on_evict:
                 hook(evicted)
         return entry.name not in evicted
@@ -133,7 +142,11 @@ class SegmentCache:
     def forget_hot(self, name: str) -> None:
         """Drop a purged object from the local maps, so it is not served a moment longer."""
         self._hot.pop(name, None)
-        self.memory.discard([name])
+        self._drop_local([name])
+
+    def _drop_local(self, names: list[str]) -> None:
+        self.memory.discard(names)
+        self.mapped.discard(names)
 
     async def _forget(self, name: str) -> None:
         try:

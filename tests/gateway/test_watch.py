@@ -153,7 +153,7 @@ async def test_expired_urls_are_re_extracted_once_and_playback_continues(
         origin.set_file("/watch/page.html", page("/sig2/index.m3u8"))
         for name in ["index.m3u8", *(f"seg_00{i}.ts" for i in range(4))]:
             origin.behave(f"/sig1/{name}", status=403)
-        gw.state.manifests._cache.clear()  # the rewritten copy would hide the expiry for 5 min
+        gw.state.manifests.clear()  # the rewritten copy would hide the expiry for 5 min
         extractions = gw.state.resolver.extractions
 
         # A player still holding the old playlist keeps getting segments.
