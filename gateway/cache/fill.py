@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from gateway.errors import GatewayError
 log = logging.getLogger("gateway.cache")
 
 READ_CHUNK = 256 * 1024
+# The newest upstream chunks stay in memory too: readers keeping up with the fill (the usual
+# case, and all of them when hundreds wait on one segment) share those bytes objects instead
+# of each copying them back out of the file.
+RECENT_BYTES = 1024 * 1024
 
 
 class Fill:
@@ -36,6 +41,8 @@ class Fill:
         self._readers = readers
         self._spill: list[bytes] = []
         self._spill_start = 0
+        self._recent: deque[tuple[int, bytes]] = deque()  # (offset, chunk), oldest first
+        self._recent_bytes = 0
         self._changed = asyncio.Event()
         try:
             self._fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -57,8 +64,17 @@ class Fill:
                 self._spill_start = self.written
         if self.disk_failed is not None:
             self._spill.append(data)
+        else:
+            self._remember(data)
         self.written += len(data)
         self._wake()
+
+    def _remember(self, data: bytes) -> None:
+        recent = self._recent
+        recent.append((self.written, data))
+        self._recent_bytes += len(data)
+        while self._recent_bytes - len(recent[0][1]) >= RECENT_BYTES:
+            self._recent_bytes -= len(recent.popleft()[1])
 
     def finish(self, error: GatewayError | None = None) -> None:
         self.done = True
@@ -80,6 +96,7 @@ class Fill:
                 os.close(self._fd)
                 self._fd = None
             self._spill = []
+            self._recent.clear()
 
     @property
     def readers(self) -> int:
@@ -98,7 +115,7 @@ class Fill:
         while not self.done:
             await self._changed.wait()
 
-    async def read_from(self, offset: int = 0) -> AsyncIterator[bytes]:
+    async def read_from(self, offset: int = 0) -> AsyncIterator[bytes | memoryview]:
         """Yield the body from `offset` as it grows; raise the fill's error if it fails.
 
         The caller must have called `attach()` and must call `detach()` afterwards.
@@ -115,9 +132,17 @@ class Fill:
             else:
                 await self._changed.wait()
 
-    def _read(self, offset: int, size: int) -> bytes:
+    def _read(self, offset: int, size: int) -> bytes | memoryview:
         if self.disk_failed is not None and offset >= self._spill_start:
             return self._read_spill(offset, size)
+        recent = self._recent
+        if recent and offset >= recent[0][0]:
+            for start, chunk in reversed(recent):
+                if offset >= start:
+                    if offset < start + len(chunk):
+                        skip = offset - start
+                        return chunk if skip == 0 else memoryview(chunk)[skip:]
+                    break
         assert self._fd is not None
         limit = self._spill_start if self.disk_failed is not None else self.written
         data = os.pread(self._fd, min(size, limit - offset), offset)

@@ -1,0 +1,57 @@
+"""A growing fill read by clients that keep up, fall behind, or arrive late."""
+
+import asyncio
+import os
+import random
+
+from gateway.cache.fill import RECENT_BYTES, Fill
+
+
+def random_chunks(total: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    chunks, size = [], 0
+    while size < total:
+        chunk = os.urandom(rng.choice([1, 188, 4096, 65_536, 200_000]))
+        chunks.append(chunk)
+        size += len(chunk)
+    return chunks
+
+
+async def read_all(fill: Fill, offset: int = 0, pause: float = 0.0) -> bytes:
+    fill.attach()
+    try:
+        parts = []
+        async for chunk in fill.read_from(offset):
+            parts.append(bytes(chunk))
+            if pause:
+                await asyncio.sleep(pause)
+        return b"".join(parts)
+    finally:
+        fill.detach()
+
+
+async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
+    chunks = random_chunks(3 * RECENT_BYTES, seed=1)
+    body = b"".join(chunks)
+    fill = Fill(tmp_path / "temp")
+    keeping_up = asyncio.create_task(read_all(fill))
+    lagging = asyncio.create_task(read_all(fill, pause=0.002))
+    late: list[asyncio.Task[bytes]] = []
+    for index, chunk in enumerate(chunks):
+        fill.append(chunk)
+        if index in (3, len(chunks) // 2):
+            # Late arrivals: from the start (long out of the in-memory window), and from an
+            # offset inside the newest chunk.
+            late.append(asyncio.create_task(read_all(fill)))
+            late.append(asyncio.create_task(read_all(fill, offset=fill.written - 7)))
+        await asyncio.sleep(0)
+    fill.finish()
+    assert await keeping_up == body
+    assert await lagging == body
+    for task, start in zip(late, [0, None, 0, None], strict=True):
+        got = await task
+        if start == 0:
+            assert got == body
+        else:
+            assert body.endswith(got) and len(got) > 0
+    assert (tmp_path / "temp").read_bytes() == body
