@@ -20,6 +20,13 @@ def split_upstream(url: str) -> tuple[str, str]:
     A DASH template identifier (`$Number$`) never lands in the directory, so that a player
     can still substitute it in the rest.
     """
+    head = url.partition("?")[0]
+    if "#" not in url and "$" not in head:
+        # The common shape, split without parsing (a long playlist makes one per segment):
+        # the directory ends at the last slash after the authority.
+        slash = head.rfind("/")
+        if slash > head.find("://") + 2 > 2:
+            return head[: slash + 1], url[slash + 1 :]
     cut = url.find("$")
     directory = directory_of(url[:cut] if cut >= 0 else url)
     return directory, url[len(directory) :]

@@ -156,7 +156,11 @@ def parse_document(body: bytes, max_bytes: int) -> etree._Element:
     if fatal or root is None:
         reason = f"{fatal[0].message[:120]} (line {fatal[0].line})" if fatal else "no root"
         raise PlaylistError(f"MPD is not well-formed XML: {reason}")
-    name = etree.QName(root)
+    try:
+        name = etree.QName(root)
+    except ValueError:
+        # A recovered parse keeps an undeclared prefix in the tag ("x:MPD"), which QName refuses.
+        raise PlaylistError(f"not an MPD (root element {str(root.tag)[:60]!r})") from None
     if name.localname != "MPD" or (name.namespace or DASH_NS).lower() != DASH_NS.lower():
         raise PlaylistError(f"not an MPD (root element {name.localname!r} in {name.namespace})")
     try:

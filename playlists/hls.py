@@ -196,6 +196,9 @@ def _uri_lines_all_plain(text: str) -> bool:
     return not any(bad in raw for bad in (b"/.", b"\n.", b"\n/", b"\n?"))
 
 
+_ABSOLUTE_HTTP = ("https://", "http://")
+
+
 def _is_http(url: str) -> bool:
     return url[:8].lower().startswith(_HTTP)
 
@@ -247,7 +250,7 @@ class _Rewriter:
                         changed = True
                     continue
             stripped = line.strip()
-            if fast_keep and plain(stripped):
+            if fast_keep and not stripped.startswith(_ABSOLUTE_HTTP) and plain(stripped):
                 continue
             new = self.uri(stripped)
             if new is not None:
@@ -355,6 +358,10 @@ class _Rewriter:
         meant = self.substituted(written)
         if meant is None:
             return None  # imported from a master we have not seen: the player's job
+        if meant.startswith(_ABSOLUTE_HTTP) and "/." not in meant and "#" not in meant:
+            # Already what `resolve` would give back, character for character, and never
+            # kept as written (only relative paths are).
+            return self.make_ref(meant)
         if _PLAIN.fullmatch(meant):
             if self.fast_keep:
                 return None

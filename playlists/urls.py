@@ -48,7 +48,8 @@ def _join(
 
 def remove_dot_segments(path: str) -> str:
     """RFC 3986 §5.2.4, on the raw path."""
-    if "." not in path:
+    # A dot segment is a whole "." or ".." segment: none can exist without one of these.
+    if "/." not in path and not path.startswith("."):
         return path
     output: list[str] = []
     segments = path.split("/")

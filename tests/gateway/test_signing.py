@@ -4,7 +4,10 @@ import base64
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from gateway.links import split_upstream
 from gateway.signing import (
     Grant,
     HeaderError,
@@ -14,6 +17,7 @@ from gateway.signing import (
     parse_header_line,
     validate_headers,
 )
+from playlists.urls import directory_of
 
 SECRET = b"k" * 32
 GRANT = Grant(
@@ -126,3 +130,18 @@ def test_a_token_has_exactly_one_spelling():
             )
             with pytest.raises(TokenError):
                 signer.verify(respelled)
+
+
+_URL_PARTS = st.sampled_from(["a", "b.ts", "", ".", "..", "%2F", "$Number$", "x?y=/z", "#f", "?", "/"])
+
+
+@given(
+    st.sampled_from(["https://", "http://", "HTTPS://", "https:///"]),
+    st.sampled_from(["cdn.example.com", "h:8080", "[::1]", ""]),
+    st.lists(_URL_PARTS, max_size=6),
+)
+def test_splitting_an_upstream_url_agrees_with_rfc3986_parsing(scheme, host, parts):
+    url = scheme + host + "/".join(["", *parts]) if parts else scheme + host
+    cut = url.find("$")
+    directory = directory_of(url[:cut] if cut >= 0 else url)
+    assert split_upstream(url) == (directory, url[len(directory) :])

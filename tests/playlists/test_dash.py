@@ -150,6 +150,7 @@ def test_licence_servers_clocks_and_events_are_left_alone():
         '<MPD xmlns="urn:other">x</MPD>',
         '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period/></MPD><!-- trailing -->\x00',
         "\x00\x01binary",
+        '<?xml version="1.0"?><dashif:Laurl>an undeclared prefix on the root</dashif:Laurl>',
     ],
 )
 def test_hostile_or_malformed_documents_are_refused(body):
