@@ -155,7 +155,8 @@ class Gateway:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, **settings: str) -> None:
+    def start(self, *, profile_to: Path | None = None, **settings: str) -> None:
+        """Run `hls-gateway serve`; under cProfile writing to `profile_to` when given."""
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         self.env.update(
             GATEWAY_PORT=str(self.port), GATEWAY_CACHE_DIR=str(self.cache_dir),
@@ -163,8 +164,9 @@ class Gateway:
             GATEWAY_ACCESS_LOG="off", GATEWAY_LOG_LEVEL="WARNING",
             **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
         )  # fmt: skip
+        profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], env=self.env, cwd=ROOT
+            [sys.executable, *profiler, "-m", "gateway.cli", "serve"], env=self.env, cwd=ROOT
         )
         wait_port(self.port)
 

@@ -1,0 +1,91 @@
+"""Where a request's time goes: the gateway under cProfile while wrk drives one workload.
+
+python -m bench.profile [--workload playlist|ram|disk] [--seconds 5]
+
+Prints the share of profiled time spent in the gateway's own code, in aiohttp, in the event
+loop and in the kernel calls that move the bytes, and the top functions. cProfile slows
+Python code several-fold, so the shares matter, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import signal
+import urllib.request
+from collections import defaultdict
+
+from bench.common import ROOT, Gateway, Nginx, ensure_tools, free_port, make_media, workdir, wrk
+
+_GROUPS = (
+    ("gateway + playlists (this project)", (f"{ROOT}/gateway/", f"{ROOT}/playlists/")),
+    ("aiohttp (HTTP parsing, responses, writer)", ("/aiohttp/",)),
+    ("asyncio / uvloop (event loop)", ("/asyncio/", "uvloop")),
+    ("multidict, yarl, cachetools, prometheus", ("/multidict/", "/yarl/", "/cachetools/", "/prometheus_client/")),
+)  # fmt: skip
+
+
+def group_of(filename: str, function: str) -> str:
+    for name, needles in _GROUPS:
+        if any(needle in filename for needle in needles):
+            return name
+    if filename == "~":
+        if any(call in function for call in ("send", "recv", "sendfile", "pread", "mmap")):
+            return "socket and file calls (kernel)"
+        if "poll" in function or "select" in function:
+            return "waiting for events (epoll)"
+        return "other built-ins"
+    return "other Python"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workload", choices=("playlist", "ram", "disk"), default="playlist")
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+    args = parser.parse_args()
+    ensure_tools()
+    with workdir() as work:
+        media = make_media(work)
+        nginx = Nginx(work / "nginx", free_port())
+        nginx.start(f"    location /vod/ {{ alias {media}/; }}")
+        gateway = Gateway(free_port(), work / "cache")
+        settings = {"event_loop": args.loop}
+        if args.workload == "disk":
+            settings["cache_memory_bytes"] = "0"
+        out = work / "gateway.prof"
+        gateway.start(profile_to=out, **settings)
+        try:
+            origin = f"http://127.0.0.1:{nginx.port}/vod"
+            name = "long.m3u8" if args.workload == "playlist" else "seg_003.ts"
+            url = gateway.mint(f"{origin}/{name}")
+            for _ in range(3):
+                urllib.request.urlopen(url).read()
+            result = wrk(url, seconds=args.seconds)
+        finally:
+            assert gateway.process is not None
+            gateway.process.send_signal(signal.SIGINT)  # a clean exit writes the profile
+            gateway.process.wait(30)
+            nginx.stop()
+        report(out, result["rps"], args)
+
+
+def report(path: os.PathLike[str], rps: float, args: argparse.Namespace) -> None:
+    stats = pstats.Stats(str(path))
+    shares: dict[str, float] = defaultdict(float)
+    for (filename, _line, function), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        shares[group_of(filename, function)] += tottime
+    idle = shares.pop("waiting for events (epoll)", 0.0)
+    total = sum(shares.values())
+    print(f"\n## Profile: {args.workload} workload, {args.loop} loop, {rps:,.0f} req/s under cProfile\n")
+    print(f"(time blocked in epoll, left out below: {idle:.1f} s)\n")
+    print("| where | share of busy profiled time |\n|---|---|")
+    for name, seconds in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {seconds / total:.0%} |")
+    print("\nTop functions by own time:\n")
+    stats.sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
