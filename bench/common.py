@@ -144,6 +144,13 @@ class Nginx:
             self.process.wait(10)
 
 
+def static_nginx(work: Path, media: Path) -> Nginx:
+    """nginx serving the media directory at /vod/, the anchor for every hit workload."""
+    nginx = Nginx(work / "nginx", free_port())
+    nginx.start(f"    location /vod/ {{ alias {media}/; }}")
+    return nginx
+
+
 @dataclass
 class Gateway:
     port: int

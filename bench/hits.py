@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 from bench.common import (
     Gateway,
-    Nginx,
     alternate,
     ensure_tools,
     free_port,
     make_media,
     report,
     save,
+    static_nginx,
     workdir,
     wrk,
 )
@@ -31,8 +31,7 @@ def main() -> None:
     ensure_tools()
     with workdir() as work:
         media = make_media(work)
-        nginx = Nginx(work / "nginx", free_port())
-        nginx.start(f"    location /vod/ {{ alias {media}/; }}")
+        nginx = static_nginx(work, media)
         gateway = Gateway(free_port(), work / "cache")
         gateway.start()
         disk_only = Gateway(free_port(), work / "cache-disk")

@@ -16,7 +16,16 @@ import signal
 import urllib.request
 from collections import defaultdict
 
-from bench.common import ROOT, Gateway, Nginx, ensure_tools, free_port, make_media, workdir, wrk
+from bench.common import (
+    ROOT,
+    Gateway,
+    ensure_tools,
+    free_port,
+    make_media,
+    static_nginx,
+    workdir,
+    wrk,
+)
 
 _GROUPS = (
     ("gateway + playlists (this project)", (f"{ROOT}/gateway/", f"{ROOT}/playlists/")),
@@ -48,8 +57,7 @@ def main() -> None:
     ensure_tools()
     with workdir() as work:
         media = make_media(work)
-        nginx = Nginx(work / "nginx", free_port())
-        nginx.start(f"    location /vod/ {{ alias {media}/; }}")
+        nginx = static_nginx(work, media)
         gateway = Gateway(free_port(), work / "cache")
         settings = {"event_loop": args.loop}
         if args.workload == "disk":
