@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, one after the other (about 8 minutes, plus a minute to encode the 1-hour MP4
+# Every benchmark, one after the other (about 13 minutes, plus a minute to encode the 1-hour MP4
 # the first time). Results: bench/results/*.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,3 +11,7 @@ python3 -m bench.coalescing
 python3 -m bench.as_hls
 python3 -m bench.as_hls --moov-last
 python3 bench/segment_cpu.py
+python3 -m bench.anchors
+python3 -m bench.memory
+python3 -m bench.scaling
+python3 -m bench.accel

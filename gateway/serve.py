@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -36,10 +37,24 @@ async def hit_response(entry: Entry, path: Path) -> web.StreamResponse:
     return web.FileResponse(path, headers=headers)
 
 
-# A big body goes out in slices of this size, each written only once the socket has taken
-# the last: a slow client then holds at most one slice in the transport's buffer, instead of
-# the rest of the segment (500 slow clients would otherwise copy 500 segments into memory).
+# On asyncio's own loop, a big body goes out in slices of this size, each written only once
+# the socket has taken the last: its transports copy whatever the socket does not take at
+# once, so 500 slow clients would otherwise hold 500 copies of their segments. uvloop's
+# transports queue the caller's buffer by reference, so there the body goes out in one write
+# (measured faster: one syscall for headers and body, no wake-up per slice).
 BODY_SLICE = 256 * 1024
+
+
+def body_response(
+    body: bytes | memoryview, *, status: int = 200, headers: dict[str, str]
+) -> web.StreamResponse:
+    if len(body) <= BODY_SLICE or _writes_by_reference():
+        return web.Response(body=body, status=status, headers=headers)
+    return BodyResponse(body, status=status, headers=headers)
+
+
+def _writes_by_reference() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
 class BodyResponse(web.StreamResponse):
@@ -79,14 +94,14 @@ def memory_response(
         return web.Response(status=304, headers=headers)
     wanted = request.headers.get("Range")
     if wanted is None:
-        return BodyResponse(body, headers=headers)
+        return body_response(body, headers=headers)
     span = _byte_span(wanted, len(body))
     if span is None:
         headers["Content-Range"] = f"bytes */{len(body)}"
         return web.Response(status=416, headers=headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-    return BodyResponse(body[start : end + 1], status=206, headers=headers)
+    return body_response(body[start : end + 1], status=206, headers=headers)
 
 
 def _byte_span(value: str, size: int) -> tuple[int, int] | None:

@@ -52,7 +52,7 @@ def test_hits_sent_by_nginx_come_from_the_volume_the_gateway_writes():
     gateway_mount = f"cache:{cache_dir}"
     assert gateway_mount in COMPOSE["services"]["gateway"]["volumes"]
     assert f"{gateway_mount}:ro" in COMPOSE["services"]["nginx"]["volumes"]
-    internal = re.search(r"location (/_cache/) \{\s*internal;\s*alias ([^;]+);", SITE)
+    internal = re.search(r"location (?:\^~ )?(/_cache/) \{\s*internal;\s*alias ([^;]+);", SITE)
     assert internal, "nginx needs an internal location for X-Accel-Redirect"
     assert env["GATEWAY_ACCEL_REDIRECT_PREFIX"] == internal.group(1)
     assert internal.group(2).rstrip("/") == cache_dir.rstrip("/")

@@ -45,6 +45,9 @@ async def test_hits_are_sent_by_nginx_through_x_accel_redirect(make_gateway, ori
             assert response.headers["Access-Control-Allow-Origin"] == "*"
             assert response.headers["Content-Type"] == "video/mp2t"
             assert "X-Accel-Redirect" not in response.headers
+            assert len(response.headers.getall("Cache-Control")) == 1
+            # Segments never take nginx's cache path (whose lock would queue a hot one).
+            assert "X-Edge-Cache" not in response.headers
         async with session.get(front, headers={"Range": "bytes=188-375"}) as response:
             assert response.status == 206 and await response.read() == expected[188:376]
     assert origin.count(seg) == 1

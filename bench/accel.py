@@ -1,0 +1,166 @@
+"""Behind nginx: the shipped nginx/hls-gateway.conf in front of the gateway, which answers
+disk hits with X-Accel-Redirect into an `internal` location aliased to its cache directory.
+
+    python -m bench.accel [--seconds 5] [--connections 32] [--rounds 2]
+
+Segment: nginx sending the file itself (static, the anchor) against the same nginx build
+in front of the gateway (one proxied request to the gateway for headers, then nginx sends
+the cached file); the target is at least 0.95x nginx static. The gateway alone (its RAM
+tier, no nginx) is shown for reference. Playlist: long.m3u8 as a raw file from nginx, the
+gateway's rewritten copy through the front nginx (nginx's proxy_cache, as shipped), and
+from the gateway directly. One nginx worker each, as in the other benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.common import (
+    Gateway,
+    alternate,
+    ensure_tools,
+    free_port,
+    make_media,
+    report,
+    save,
+    workdir,
+)
+from bench.peers import (
+    PeerNginx,
+    flag_errors,
+    get,
+    load_note,
+    print_latency,
+    render_front_site,
+    wrk_run,
+)
+
+SEGMENT = "seg_003.ts"
+TARGET = 0.95
+
+
+def check_front_segment(url: str, expected: bytes) -> None:
+    """Sent by nginx from the cache dir: a HIT with the right bytes and no leaked header."""
+    status, body, headers = get(url)
+    if status != 200 or body != expected:
+        raise RuntimeError(f"front segment {url}: {status}, {len(body)} bytes")
+    if headers.get("X-Cache") != "HIT" or "X-Accel-Redirect" in headers:
+        raise RuntimeError(f"front segment not an X-Accel hit: {headers}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    ensure_tools()
+    before = load_note("before")
+    with workdir() as work, contextlib.ExitStack() as stack:
+        media = make_media(work)
+        static = PeerNginx(work / "static", free_port())
+        accel = Gateway(free_port(), work / "cache-accel")
+        direct = Gateway(free_port(), work / "cache-direct")
+        front = PeerNginx(work / "front", free_port())
+        # Registered before anything starts, so a failed start still stops the rest.
+        for server in (static, accel, direct, front):
+            stack.callback(server.stop)
+        static.start(static.static(media))
+        accel.start(accel_redirect_prefix="/_cache/")
+        direct.start()
+        front.start(front_site(front, accel))
+        servers = Servers(static, front, accel, direct)
+        data = bench(servers, (media / SEGMENT).read_bytes(), args)
+        data["load_before"] = before
+        print(f"\nresults: {save('accel', data)}")
+
+
+def front_site(front: PeerNginx, gateway: Gateway) -> str:
+    """The shipped site, with this run's ports and paths."""
+    return render_front_site(
+        [f"127.0.0.1:{gateway.port}"], front.port, gateway.cache_dir, front.work
+    )
+
+
+@dataclass
+class Servers:
+    static: PeerNginx
+    front: PeerNginx
+    accel: Gateway
+    direct: Gateway
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.static.port}/vod"
+
+    def through(self, front: PeerNginx, name: str) -> str:
+        """The accel gateway's link for `name`, asked of a front nginx."""
+        link = self.accel.mint(f"{self.origin}/{name}")
+        return f"http://127.0.0.1:{front.port}" + link.removeprefix(self.accel.base)
+
+
+def warm(servers: Servers, expected: bytes) -> dict[str, str]:
+    """Every link benchmarked, checked and warm: the gateway's disk and RAM, nginx's cache."""
+    links = {
+        "front segment": servers.through(servers.front, SEGMENT),
+        "front playlist": servers.through(servers.front, "long.m3u8"),
+        "direct segment": servers.direct.mint(f"{servers.origin}/{SEGMENT}"),
+        "direct playlist": servers.direct.mint(f"{servers.origin}/long.m3u8"),
+    }
+    get(links["front segment"])  # the miss: filled into the gateway's cache dir
+    check_front_segment(links["front segment"], expected)
+    for name in ("direct segment", "direct segment", "front playlist", "direct playlist"):
+        status, _, _ = get(links[name])
+        if status != 200:
+            raise RuntimeError(f"warming {links[name]}: {status}")
+    _, _, headers = get(links["front playlist"])
+    print(f"front playlist: X-Edge-Cache {headers.get('X-Edge-Cache')}")
+    return links
+
+
+def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[str, object]:
+    links = warm(servers, expected)
+
+    def run(url: str) -> Callable[[], dict[str, float]]:
+        return lambda: wrk_run(url, connections=args.connections, seconds=args.seconds)
+
+    segments = alternate(
+        {
+            "nginx static": run(f"{servers.origin}/{SEGMENT}"),
+            "nginx → gateway X-Accel hit": run(links["front segment"]),
+            "gateway alone, RAM hit": run(links["direct segment"]),
+        },
+        args.rounds,
+    )
+    playlists = alternate(
+        {
+            "nginx raw playlist": run(f"{servers.origin}/long.m3u8"),
+            "nginx → gateway playlist": run(links["front playlist"]),
+            "gateway alone, playlist": run(links["direct playlist"]),
+        },
+        args.rounds,
+    )
+    print(
+        f"\nsegment 1.1 MB, playlist 1,000 segments, one nginx worker; "
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s --timeout 10s"
+    )
+    data: dict[str, object] = {
+        "segments": report("Warm segment behind nginx (req/s)", segments, "rps", "nginx static"),
+        "playlists": report(
+            "Playlist behind nginx (req/s)", playlists, "rps", "nginx raw playlist"
+        ),
+    }
+    flag_errors(segments)
+    flag_errors(playlists)
+    print_latency(segments, playlists)
+    ratio = data["segments"]["nginx → gateway X-Accel hit"]["ratio"]  # type: ignore[index]
+    verdict = "met" if ratio >= TARGET else "NOT met"
+    print(f"\nX-Accel hit / nginx static = {ratio:.2f}× (target ≥ {TARGET}: {verdict})")
+    return data
+
+
+if __name__ == "__main__":
+    main()

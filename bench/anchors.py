@@ -1,0 +1,153 @@
+"""The gateway against the peer proxies: HLS-Proxy (Node.js, npm) and mediaflow-proxy
+(Python, PyPI), with nginx static as the reference; same run, same wrk, A B C D A B C D.
+
+    python -m bench.anchors [--seconds 5] [--connections 32] [--rounds 2]
+
+Workloads: one hot 1.1 MB segment, each proxy's cache hit (HLS-Proxy `--prefetch
+--cache-storage memory`: RAM; mediaflow: its Redis segment cache, db 14; the gateway: its
+RAM tier), and the 1,000-segment long.m3u8 rewritten (the peers keep no rewritten copy:
+they fetch and rewrite on every request). Each segment link benchmarked is the one the
+proxy itself wrote into a playlist. The peers are installed once under
+$HLS_BENCH_TOOLS (default /tmp/hls-bench-tools); a peer that cannot be installed (no
+network) is skipped with one line and the rest still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import (
+    Gateway,
+    alternate,
+    ensure_tools,
+    free_port,
+    make_media,
+    report,
+    save,
+    workdir,
+)
+from bench.peers import (
+    HlsProxy,
+    MediaFlow,
+    PeerNginx,
+    flag_errors,
+    get,
+    load_note,
+    print_latency,
+    print_ratios,
+    written_uri,
+    wrk_run,
+)
+
+SEGMENT = "seg_003.ts"
+
+
+def check(name: str, url: str, expected: bytes | None = None) -> bytes:
+    """Fail loudly before benchmarking a link that does not answer 200 with the right
+    bytes: a fast wrong answer would look like a fast server."""
+    status, body, _ = get(url)
+    if status != 200 or (expected is not None and body != expected):
+        raise RuntimeError(f"{name}: {url} answered {status} with {len(body)} bytes")
+    return body
+
+
+def start_hls_proxy(work: Path, origin: str, stack: contextlib.ExitStack) -> tuple[str, str] | None:
+    """The segment link HLS-Proxy wrote and its long.m3u8 link, or None when not installed."""
+    proxy = HlsProxy(free_port(), work / "hls-proxy.log")
+    problem = proxy.install()
+    if problem:
+        print(f"SKIP HLS-Proxy: {problem}")
+        return None
+    stack.callback(proxy.stop)
+    proxy.start()
+    # The playlist passing through is what makes HLS-Proxy prefetch its segments into RAM.
+    playlist = check("HLS-Proxy", proxy.url(f"{origin}/index.m3u8"))
+    encoded = base64.b64encode(f"{origin}/{SEGMENT}".encode()).decode()
+    segment = written_uri(playlist, encoded)
+    print(f"HLS-Proxy writes segment links as {segment}")
+    return segment, proxy.url(f"{origin}/long.m3u8")
+
+
+def start_mediaflow(work: Path, origin: str, stack: contextlib.ExitStack) -> tuple[str, str] | None:
+    """The segment link mediaflow wrote and its long.m3u8 link, or None when not installed."""
+    proxy = MediaFlow(free_port(), work / "mediaflow.log")
+    problem = proxy.install()
+    if problem:
+        print(f"SKIP mediaflow-proxy: {problem}")
+        return None
+    stack.callback(proxy.stop)
+    proxy.start()
+    playlist = check("mediaflow-proxy", proxy.manifest_url(f"{origin}/index.m3u8"))
+    segment = written_uri(playlist, urllib.parse.quote(f"/{SEGMENT}", safe=""))
+    print(f"mediaflow-proxy writes segment links as {segment}")
+    return segment, proxy.manifest_url(f"{origin}/long.m3u8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    ensure_tools()
+    before = load_note("before")
+    with workdir() as work, contextlib.ExitStack() as stack:
+        media = make_media(work)
+        expected = (media / SEGMENT).read_bytes()
+        nginx = PeerNginx(work / "nginx", free_port())
+        stack.callback(nginx.stop)  # registered first, so a failed start still cleans up
+        nginx.start(nginx.static(media))
+        origin = f"http://127.0.0.1:{nginx.port}/vod"
+        gateway = Gateway(free_port(), work / "cache")
+        stack.callback(gateway.stop)
+        gateway.start(cache_memory_bytes="64MiB")
+        segments = {"nginx static": f"{origin}/{SEGMENT}"}
+        playlists = {"nginx raw playlist": f"{origin}/long.m3u8"}
+        segments["gateway RAM hit"] = gateway.mint(f"{origin}/{SEGMENT}")
+        playlists["gateway rewritten"] = gateway.mint(f"{origin}/long.m3u8")
+        for name, starter in (("HLS-Proxy", start_hls_proxy), ("mediaflow-proxy", start_mediaflow)):
+            started = starter(work, origin, stack)
+            if started is not None:
+                segments[f"{name} cache hit"], playlists[f"{name} rewritten"] = started
+        # Warm: gateway fill then promotion to RAM (second hit), peers' caches filled.
+        for name, url in segments.items():
+            for _ in range(3):
+                check(name, url, expected)
+        for name, url in playlists.items():
+            for _ in range(2):
+                check(name, url)
+        data = run_workloads(segments, playlists, args)
+        data["load_before"] = before
+        print(f"\nresults: {save('anchors', data)}")
+
+
+def run_workloads(
+    segments: dict[str, str], playlists: dict[str, str], args: argparse.Namespace
+) -> dict[str, object]:
+    def run(url: str) -> Callable[[], dict[str, float]]:
+        return lambda: wrk_run(url, connections=args.connections, seconds=args.seconds)
+
+    hits = alternate({name: run(url) for name, url in segments.items()}, args.rounds)
+    lists = alternate({name: run(url) for name, url in playlists.items()}, args.rounds)
+    print(
+        "\nsegment 1.1 MB, playlist 1,000 segments; "
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s --timeout 10s"
+    )
+    data: dict[str, object] = {"links": {"segments": segments, "playlists": playlists}}
+    data["hits"] = report("Hot segment hit (req/s)", hits, "rps", "nginx static")
+    print_ratios(data["hits"], "gateway RAM hit")  # type: ignore[arg-type]
+    flag_errors(hits)
+    data["playlists"] = report("1,000-segment playlist (req/s)", lists, "rps", "nginx raw playlist")
+    print_ratios(data["playlists"], "gateway rewritten")  # type: ignore[arg-type]
+    flag_errors(lists)
+    print_latency(hits, lists)
+    return data
+
+
+if __name__ == "__main__":
+    main()
