@@ -39,6 +39,8 @@ log = logging.getLogger("gateway.prefetch")
 # busy playlist would cost more than the request itself.
 _KEEP_EVERY = 1.0
 _MAX_WATCHES = 4096
+_SETTLED_SECONDS = 30.0
+_MAX_SETTLED = 65_536
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class Prefetcher:
         self._playlist_of: LRUCache[str, str] = LRUCache(maxsize=262_144)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._pending: set[str] = set()
+        # URL -> when it was last found cached or fetched: warming it again within
+        # `_SETTLED_SECONDS` would only spend a task and a cache lookup per player request.
+        self._settled: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Prefetched objects no client has asked for yet: name -> size.
         self._unused: LRUCache[str, int] = LRUCache(maxsize=65_536)
@@ -119,6 +124,13 @@ class Prefetcher:
             watch.cursor = position
             self._warm(watch, watch.segments[position + 1 : position + 1 + self._depth])
 
+    def _settle(self, url: str) -> None:
+        settled = self._settled
+        settled.pop(url, None)
+        while len(settled) >= _MAX_SETTLED:
+            del settled[next(iter(settled))]
+        settled[url] = time.monotonic()
+
     def evicted(self, names: list[str]) -> None:
         for name in names:
             size = self._unused.pop(name, None)
@@ -148,7 +160,10 @@ class Prefetcher:
         watches[playlist_url] = watch
 
     def _warm(self, watch: Watch, urls: list[str]) -> None:
+        now = time.monotonic()
         for url in urls:
+            if now - self._settled.get(url, -_SETTLED_SECONDS) < _SETTLED_SECONDS:
+                continue
             key = self._fetcher.key_for(url)
             if key in self._pending or self._fetcher.in_flight(key):
                 continue
@@ -164,12 +179,15 @@ class Prefetcher:
         try:
             async with gate:
                 if await self._cache.lookup(name) is not None:
+                    self._settle(url)
                     return
                 joined = await self._fetcher.join(Target(grant, url))
                 try:
                     fill = joined.flight.fill
                     if isinstance(joined.head, MediaHead) and fill is not None:
                         await fill.wait()
+                        if fill.error is None:
+                            self._settle(url)
                         if fill.error is None and not joined.coalesced:
                             self._unused[name] = fill.written
                             self._metrics.prefetch_requests.inc()
