@@ -97,8 +97,12 @@ class ProxyHandler:
             whole = await self._cache.lookup(whole_name)
             if whole is not None:
                 return await self._hit(request, *whole)
-        key = self._fetcher.key_for(upstream_url, range_header)
-        hit = await self._cache.lookup(storage_name(key))
+        name = (
+            whole_name
+            if range_header is None
+            else storage_name(self._fetcher.key_for(upstream_url, range_header))
+        )
+        hit = await self._cache.lookup(name)
         if hit is not None:
             return await self._hit(request, *hit)
 
@@ -174,8 +178,8 @@ class ProxyHandler:
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         if self._accel_prefix is not None and entry.status == 200:
-            relative = path.relative_to(self._cache.store.root).as_posix()
-            return accel_response(entry, self._accel_prefix + relative)
+            location = self._accel_prefix + self._cache.store.relative_of(entry.name)
+            return accel_response(entry, location)
         if entry.status == 200:
             item = self._cache.memory.get(entry.name)
             if item is None:

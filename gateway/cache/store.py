@@ -29,6 +29,7 @@ class DiskStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root_text = str(root)
         self.objects = root / "objects"
         self.tmp = root / "tmp"
 
@@ -43,7 +44,12 @@ class DiskStore:
                     leftover.unlink()
 
     def path_of(self, name: str) -> Path:
-        return self.objects / name[:2] / name
+        return Path(self._root_text, self.relative_of(name))
+
+    @staticmethod
+    def relative_of(name: str) -> str:
+        """Where `name` lives, relative to the root (what X-Accel-Redirect points into)."""
+        return f"objects/{name[:2]}/{name}"
 
     def new_temp(self) -> Path:
         return self.tmp / f"{os.getpid()}-{secrets.token_hex(8)}"
