@@ -29,9 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import make_long_mp4
+from gateway.remux.blob import dump_movie, load_movie
 from gateway.remux.boxes import scan_top_level
 from gateway.remux.fmp4 import fmp4_init, mux_fmp4
-from gateway.remux.movie import dump_movie, load_movie, parse_moov
+from gateway.remux.movie import parse_moov
 from gateway.remux.plan import Segment, plan_segments
 from gateway.remux.ts import mux_ts
 

@@ -27,9 +27,10 @@ from gateway.cache.redis_connect import connect
 from gateway.cache.segments import SegmentCache
 from gateway.errors import UpstreamError
 from gateway.fetcher import Fetcher, Manifest, MediaHead, Stored, Target
+from gateway.remux.blob import BLOB_VERSION, dump_movie, load_movie
 from gateway.remux.boxes import scan_top_level
 from gateway.remux.errors import RemuxError
-from gateway.remux.movie import Movie, dump_movie, load_movie, parse_moov
+from gateway.remux.movie import Movie, parse_moov
 from gateway.remux.plan import Segment, plan_segments
 from gateway.settings import Settings
 from gateway.signing import Grant
@@ -40,6 +41,9 @@ from playlists.urls import directory_of
 log = logging.getLogger("gateway.segmenting")
 
 _PROBE_BYTES = 64 * 1024
+# After the media data, a file usually holds just its moov: up to this many bytes left, they
+# are read in one request, which saves the round trip of probing for the moov's header.
+_WHOLE_TAIL_BYTES = 16 * 1024**2
 _MAX_MOOV_BYTES = 256 * 1024**2
 _MAX_BOX_HOPS = 64
 _SHARED_TTL_SECONDS = 86_400
@@ -107,7 +111,8 @@ class SegmentSources:
         self._local: LRUCache[str, Source] = LRUCache(maxsize=settings.segment_index_entries)
         self._loading: dict[str, asyncio.Future[Source]] = {}
         self._shared: Any = connect(settings.redis_url) if settings.redis_url else None
-        self._shared_prefix = f"{settings.redis_prefix}:mp4index:"
+        # The version names the blob format: workers of another release never read it.
+        self._shared_prefix = f"{settings.redis_prefix}:mp4index:v{BLOB_VERSION}:"
         self._sharing: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -212,18 +217,23 @@ class SegmentSources:
                 if moov.size > _MAX_MOOV_BYTES:
                     raise RemuxError(f"moov box of {moov.size} bytes is too large")
                 start = moov.offset - at
-                if start + moov.size <= len(data):
-                    moov_bytes = data[start : start + moov.size]
-                else:
-                    moov_bytes, seen = await self._range(grant, moov.offset, moov.size)
+                moov_bytes = data[start : start + moov.size]
+                if len(moov_bytes) < moov.size:
+                    # Only the part the probe did not bring.
+                    rest, seen = await self._range(
+                        grant, at + len(data), moov.size - len(moov_bytes)
+                    )
                     _same(seen, version)
-                # About 150 ms for an hour of video: off the event loop.
+                    moov_bytes += rest
+                # About 15 ms for an hour of video: off the event loop all the same.
                 return await asyncio.to_thread(parse_moov, moov_bytes)
             last = boxes[-1]
             after = last.offset + last.size
             if after >= size:
                 raise RemuxError("no moov box in the file")
-            data, seen = await self._range(grant, after, _PROBE_BYTES)
+            left = size - after
+            length = left if left <= _WHOLE_TAIL_BYTES else _PROBE_BYTES
+            data, seen = await self._range(grant, after, length)
             _same(seen, version)
             at = after
         raise RemuxError("too many top-level boxes before the moov")

@@ -11,7 +11,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterable
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from operator import and_, sub
 
 from gateway.remux.errors import RemuxError
@@ -125,11 +125,9 @@ def _traf(track: Track, first: int, end: int) -> tuple[bytearray, int]:
     """A traf for samples [first, end), and the position of its trun's data_offset."""
     count = end - first
     video = track.kind == "video"
-    dts = track.dts
-    following = dts[first + 1 : end]
-    following.append(dts[end] if end < len(dts) else track.end_dts)
+    dts = track.dts.span(first, end + 1)  # and the decode time after the last
     columns: list[Iterable[int]] = [
-        map(and_, map(sub, following, dts[first:end]), repeat(0xFFFFFFFF)),  # durations
+        map(and_, map(sub, islice(dts, 1, None), dts), repeat(0xFFFFFFFF)),  # durations
         track.sizes[first:end],
     ]
     trun_flags = 0x000001 | 0x000100 | 0x000200  # data offset, durations, sizes
@@ -154,7 +152,7 @@ def _traf(track: Track, first: int, end: int) -> tuple[bytearray, int]:
     tfhd_flags = 0x020000 if video else 0x020020  # default-base-is-moof (+ default flags)
     tfhd_fields = struct.pack(">I", track.track_id) + (b"" if video else struct.pack(">I", _SYNC))
     tfhd = _full(b"tfhd", 0, tfhd_flags, tfhd_fields)
-    base = dts[first] + TIMELINE_OFFSET_SECONDS * track.timescale
+    base = dts[0] + TIMELINE_OFFSET_SECONDS * track.timescale
     tfdt = _full(b"tfdt", 1, 0, struct.pack(">Q", max(base, 0)))
     trun_head = struct.pack(">Ii", count, 0)
     trun = _full(b"trun", version, trun_flags, trun_head, entries.tobytes())

@@ -1,8 +1,10 @@
-"""A `moov` box parsed into compact per-track sample tables, and their cacheable binary form.
+"""A `moov` box parsed into per-track sample tables.
 
-Sample tables are `array` columns, never per-sample objects, and every expansion of the
-run-length tables (stts, ctts, stsc) is done by iterator plumbing that runs in C, so a
-one-hour file parses without a per-sample Python loop.
+The tables stay in the compact form the file has them (runs of decode durations and
+composition offsets, sync sample numbers, chunks), and each per-sample column computes what
+it is asked for from those (`gateway.remux.tables`): a playlist asks for keyframes and
+segment boundaries, a segment for a few hundred samples, and nothing walks every sample of
+an hour of video. Their cacheable form is in `gateway.remux.blob`.
 
 Times: `Track.dts` already has the track's edit-list shift subtracted, so `dts + cts` is the
 presentation time on one timeline shared by every track (0 = where the movie starts), and
@@ -14,15 +16,22 @@ from __future__ import annotations
 
 import struct
 import sys
-import zlib
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, compress, islice, repeat
-from operator import add, ge, ne, sub
+from itertools import chain
+from operator import add
 
+from gateway.remux.chunks import SampleOffsets
 from gateway.remux.errors import RemuxError
+from gateway.remux.tables import (
+    CompositionOffsets,
+    DecodeTimes,
+    SyncSamples,
+    composition_offsets,
+    decode_times,
+    sync_samples,
+)
 
 _LITTLE = sys.byteorder == "little"
 # Typecodes whose sizes the binary forms rely on.
@@ -32,6 +41,18 @@ MAX_SAMPLES = 5_000_000  # per track: ~18 h of 60 fps video; bounds memory on co
 
 _VIDEO, _AUDIO = "video", "audio"
 _ENCRYPTED = frozenset({"encv", "enca", "encs", "enct"})
+
+
+def _no_times() -> DecodeTimes:
+    return DecodeTimes(array("q"), array("q"), 0)
+
+
+def _no_composition() -> CompositionOffsets:
+    return CompositionOffsets(array("q"), array("q"))
+
+
+def _no_offsets() -> SampleOffsets:
+    return SampleOffsets(array("I", (1, 0, 1)), array("I"), array("I"))
 
 
 @dataclass(eq=True)
@@ -48,18 +69,20 @@ class Track:
     config: bytes = b""  # avcC / hvcC / vpcC / av1C / dOps payload, or AudioSpecificConfig
     sample_entry: bytes = b""  # the raw stsd entry, header included
     shift: int = 0  # edit-list shift (track ticks) already subtracted from `dts`
-    offsets: array[int] = field(default_factory=lambda: array("q"))  # file offset per sample
     sizes: array[int] = field(default_factory=lambda: array("I"))
-    dts: array[int] = field(default_factory=lambda: array("q"))  # shifted, track ticks
-    end_dts: int = 0  # dts just after the last sample
-    cts: array[int] = field(default_factory=lambda: array("i"))  # composition offsets; empty = 0
-    sync: bytes = b""  # one byte per sample, 1 = sync sample
-    # The first sample of each stretch of samples stored back to back in the file.
-    runs: array[int] = field(default_factory=lambda: array("I"))
+    dts: DecodeTimes = field(default_factory=_no_times)  # shifted, track ticks
+    cts: CompositionOffsets = field(default_factory=_no_composition)
+    sync: SyncSamples = field(default_factory=lambda: SyncSamples(None, 0))
+    offsets: SampleOffsets = field(default_factory=_no_offsets)  # file offset per sample
 
     @property
     def sample_count(self) -> int:
         return len(self.sizes)
+
+    @property
+    def end_dts(self) -> int:
+        """Decode time just after the last sample."""
+        return self.dts.end
 
     @property
     def nal_length_size(self) -> int:
@@ -73,17 +96,17 @@ class Track:
     def end_seconds(self) -> float:
         """Where the track's presentation ends (the later of decode end and the last frames'
         display end, which B-frame reordering can push past it)."""
-        end = self.end_dts
+        end = self.dts.end
         if self.cts:
-            n = len(self.dts)
-            tail = range(max(0, n - 64), n)
-            dts, cts = self.dts, self.cts
-            end = max(end, *(dts[i] + cts[i] + self.duration_of(i) for i in tail))
+            count = len(self.sizes)
+            first = max(0, count - 64)
+            following = self.dts.span(first + 1, count + 1)
+            end = max(end, *map(add, self.cts.span(first, count), following))
         return end / self.timescale
 
     def duration_of(self, index: int) -> int:
-        nxt = self.dts[index + 1] if index + 1 < len(self.dts) else self.end_dts
-        return nxt - self.dts[index]
+        times = self.dts.span(index, index + 2)
+        return times[1] - times[0]
 
 
 @dataclass(eq=True)
@@ -239,16 +262,13 @@ def _parse_trak(buf: bytes, start: int, end: int, movie_timescale: int) -> Track
     if timescale <= 0:
         raise RemuxError(f"corrupt MP4: track {track_id} has no timescale")
     track = Track(track_id, kind_name, "", "", timescale)
-    _parse_stbl(buf, *stbl, track)
-    if not track.sample_count:
+    tables = _parse_stbl(buf, *stbl, track)
+    if tables is None:
         return None
     track.shift = _edit_shift(buf, edits, timescale, movie_timescale)
     if abs(track.shift) >= 1 << 47:
         raise RemuxError(f"corrupt MP4: track {track_id} has an impossible edit list")
-    if track.shift:
-        dts = track.dts
-        track.dts = array("q", map(sub, dts, repeat(track.shift, len(dts))))
-        track.end_dts -= track.shift
+    _build_columns(buf, tables, track)
     return track
 
 
@@ -281,8 +301,12 @@ def _edit_shift(
     return 0
 
 
-def _parse_stbl(buf: bytes, start: int, end: int, track: Track) -> None:
-    tables: dict[bytes, tuple[int, int]] = {}
+_Tables = dict[bytes, tuple[int, int]]  # box type → (body start, box end) in an stbl
+
+
+def _parse_stbl(buf: bytes, start: int, end: int, track: Track) -> _Tables | None:
+    """The sample description and sizes; the other tables' places (None: no samples)."""
+    tables: _Tables = {}
     for kind, body, box_end in _children(buf, start, end):
         tables.setdefault(kind, (body, box_end))
     if b"stsd" not in tables:
@@ -292,20 +316,27 @@ def _parse_stbl(buf: bytes, start: int, end: int, track: Track) -> None:
     sizes = _sizes(buf, tables)
     count = len(sizes)
     if count == 0:
-        return
+        return None
     if count > MAX_SAMPLES:
         raise RemuxError(f"track {track.track_id} has too many samples ({count})")
     if b"stts" not in tables or b"stsc" not in tables:
         raise RemuxError(f"corrupt MP4: track {track.track_id} has no sample timing or chunks")
-    dts = _decode_times(buf, *tables[b"stts"], count)
-    track.end_dts = dts.pop()
-    track.dts = dts
     track.sizes = sizes
+    return tables
+
+
+def _build_columns(buf: bytes, tables: _Tables, track: Track) -> None:
+    count = len(track.sizes)
+    stts = _pairs(buf, *tables[b"stts"], 8, "I")
+    track.dts = decode_times(stts[0::2], stts[1::2], count, track.shift)
     if b"ctts" in tables:
-        track.cts = _composition_offsets(buf, *tables[b"ctts"], count)
+        # Version 0 offsets are unsigned, but writers put negative ones there too; read signed.
+        ctts = _pairs(buf, *tables[b"ctts"], 8, "i")
+        track.cts = composition_offsets(ctts[0::2], ctts[1::2], count)
     track.sync = _sync(buf, tables.get(b"stss"), count)
-    chunk_offsets = _chunk_offsets(buf, tables)
-    track.offsets, track.runs = _offsets(buf, *tables[b"stsc"], chunk_offsets, sizes)
+    track.offsets = SampleOffsets(
+        _stsc(buf, *tables[b"stsc"]), _chunk_offsets(buf, tables), track.sizes
+    )
 
 
 def _sizes(buf: bytes, tables: dict[bytes, tuple[int, int]]) -> array[int]:
@@ -348,47 +379,16 @@ def _pairs(buf: bytes, body: int, end: int, header: int, typecode: str) -> array
     return _big_endian(buf, body + header, count * 2, typecode)
 
 
-def _run_lengths(counts: array[int], values: array[int], total: int, what: str) -> Iterator[int]:
-    """`values[k]` repeated `counts[k]` times, cut or stretched (last value) to `total`."""
-    if not values:
-        raise RemuxError(f"corrupt MP4: {what} is empty")
-    if min(counts) < 0:
-        raise RemuxError(f"corrupt MP4: negative counts in {what}")
-    # Some muxers list one sample fewer; the last entry covers the rest.
-    listed = chain.from_iterable(map(repeat, values, counts))
-    return islice(chain(listed, repeat(values[-1])), total)
-
-
-def _decode_times(buf: bytes, body: int, end: int, count: int) -> array[int]:
-    """count + 1 decode times: each sample's, then the end of the last."""
-    entries = _pairs(buf, body, end, 8, "I")
-    deltas = _run_lengths(entries[0::2], entries[1::2], count, "stts")
-    return array("q", accumulate(deltas, initial=0))
-
-
-def _composition_offsets(buf: bytes, body: int, end: int, count: int) -> array[int]:
-    # Version 0 offsets are unsigned, but writers put negative ones there too; read signed.
-    entries = _pairs(buf, body, end, 8, "i")
-    offsets = array("i", _run_lengths(entries[0::2], entries[1::2], count, "ctts"))
-    if not any(offsets):
-        return array("i")
-    return offsets
-
-
-def _sync(buf: bytes, stss: tuple[int, int] | None, count: int) -> bytes:
+def _sync(buf: bytes, stss: tuple[int, int] | None, count: int) -> SyncSamples:
     if stss is None:
-        return b"\x01" * count  # no table: every sample is a sync sample
+        return sync_samples(None, count)  # no table: every sample is a sync sample
     body, end = stss
     _need(body, end, 8, "stss")
     numbers = _big_endian(buf, body + 8, min(_u32(buf, body + 4), (end - body - 8) // 4), "I")
-    flags = bytearray(count)
-    for number in numbers:
-        if 0 < number <= count:
-            flags[number - 1] = 1
-    return bytes(flags)
+    return sync_samples(numbers, count)
 
 
-def _chunk_offsets(buf: bytes, tables: dict[bytes, tuple[int, int]]) -> array[int]:
+def _chunk_offsets(buf: bytes, tables: _Tables) -> array[int]:
     for kind, typecode in ((b"stco", "I"), (b"co64", "q")):
         if kind in tables:
             body, end = tables[kind]
@@ -396,87 +396,16 @@ def _chunk_offsets(buf: bytes, tables: dict[bytes, tuple[int, int]]) -> array[in
             count = _u32(buf, body + 4)
             if count * (4 if typecode == "I" else 8) > end - body - 8:
                 raise RemuxError("corrupt MP4: a sample table is truncated")
-            if typecode == "I" and _LITTLE:
-                return _widen_u32(buf, body + 8, count)
-            return array("q", _big_endian(buf, body + 8, count, typecode))
+            return _big_endian(buf, body + 8, count, typecode)
     raise RemuxError("corrupt MP4: a track has no chunk offsets")
 
 
-def _widen_u32(buf: bytes, start: int, count: int) -> array[int]:
-    """`count` big-endian u32s as an array("q"), by byte moves (little-endian hosts only)."""
-    data = buf[start : start + count * 4]
-    if len(data) != count * 4:
-        raise RemuxError("corrupt MP4: a sample table is truncated")
-    wide = bytearray(count * 8)
-    for k in range(4):
-        wide[k::8] = data[3 - k :: 4]
-    values = array("q")
-    values.frombytes(wide)
-    return values
-
-
-def _offsets(
-    buf: bytes, body: int, end: int, chunk_offsets: array[int], sizes: array[int]
-) -> tuple[array[int], array[int]]:
-    """Every sample's file offset, and the first sample of each back-to-back stretch."""
+def _stsc(buf: bytes, body: int, end: int) -> array[int]:
     _need(body, end, 8, "stsc")
     count = _u32(buf, body + 4)
     if count * 12 > end - body - 8:
         raise RemuxError("corrupt MP4: a sample table is truncated")
-    entries = _big_endian(buf, body + 8, count * 3, "I")
-    chunks = len(chunk_offsets)
-    firsts = entries[0::3]
-    per_chunk = entries[1::3]
-    if not firsts or firsts[0] != 1 or any(map(ge, firsts, firsts[1:])):
-        raise RemuxError("corrupt MP4: the sample-to-chunk table is out of order")
-    spans = array("q", map(sub, chain(firsts[1:], (chunks + 1,)), firsts))
-    if min(spans) < 0:
-        raise RemuxError("corrupt MP4: the sample-to-chunk table names missing chunks")
-    total = len(sizes)
-    if per_chunk.count(1) == len(per_chunk) and chunks >= total:
-        # One sample per chunk (interleaved files): the offsets are the chunk offsets.
-        return _one_per_chunk(chunk_offsets[:total], sizes)
-    samples_in = array("q", chain.from_iterable(map(repeat, per_chunk, spans)))
-    chunk_first = array("q", accumulate(samples_in, initial=0))
-    if chunk_first[-1] < total:
-        raise RemuxError("corrupt MP4: the chunks hold fewer samples than the track has")
-    if chunk_first[-1] > total:
-        # Chunks past the last sample (a table written for more samples) are dropped.
-        used = bisect_left(chunk_first, total)
-        chunk_first = chunk_first[: used + 1]
-        chunk_first[-1] = total
-        samples_in = array("q", map(sub, chunk_first[1:], chunk_first[:-1]))
-        chunk_offsets = chunk_offsets[:used]
-    # offset(i) = chunk offset - bytes before the chunk's first sample + bytes before i.
-    # That first difference is constant within a chunk, and equal across chunks that are
-    # stored back to back.
-    before = array("q", accumulate(sizes, initial=0))
-    starts, counts = chunk_first[:-1], samples_in
-    if 0 in samples_in:  # empty chunks start no stretch
-        keep = array("b", map(bool, samples_in))
-        starts = array("q", compress(starts, keep))
-        counts = array("q", compress(counts, keep))
-        chunk_offsets = array("q", compress(chunk_offsets, keep))
-    # Sizes are unsigned, so no sample lies before its chunk's offset.
-    if min(chunk_offsets) < 0:
-        raise RemuxError("corrupt MP4: a sample lies before the start of the file")
-    bases = array("q", map(sub, chunk_offsets, map(before.__getitem__, starts)))
-    offsets = array("q", map(add, chain.from_iterable(map(repeat, bases, counts)), before))
-    new_run = chain((True,), map(ne, islice(bases, 1, None), bases))
-    runs = array("I", compress(starts, new_run))
-    return offsets, runs
-
-
-def _one_per_chunk(offsets: array[int], sizes: array[int]) -> tuple[array[int], array[int]]:
-    """`_offsets` when chunk i holds exactly sample i: a stretch starts wherever a sample
-    does not begin where the one before it ends."""
-    if min(offsets) < 0:
-        raise RemuxError("corrupt MP4: a sample lies before the start of the file")
-    ends = map(add, offsets, sizes)
-    new_run = map(ne, islice(offsets, 1, None), ends)
-    runs = array("I", (0,))
-    runs.extend(compress(range(1, len(offsets)), new_run))
-    return offsets, runs
+    return _big_endian(buf, body + 8, count * 3, "I")
 
 
 # -- sample descriptions -----------------------------------------------------------------------
@@ -673,131 +602,3 @@ def _aac_rate_channels(config: bytes) -> tuple[int, int]:
         rate = AAC_RATES[index] if index < len(AAC_RATES) else 0
     channels = bits >> (pos - 4) & 15 if pos >= 4 else 0
     return rate, channels
-
-
-# -- the cacheable form -----------------------------------------------------------------------
-
-_MAGIC = b"RMXM"
-_BLOB_VERSION = 1
-_MAX_BLOB = 1 << 30
-_TRACK_HEAD = struct.Struct("<IIIIIIqq")  # track_id timescale w h rate channels shift end_dts
-_ARRAYS = (("offsets", "q"), ("sizes", "I"), ("dts", "q"), ("cts", "i"), ("runs", "I"))
-
-
-def _put_bytes(parts: list[bytes], data: bytes) -> None:
-    parts.append(struct.pack("<I", len(data)))
-    parts.append(data)
-
-
-def _planes(data: bytes, width: int) -> bytes:
-    """Byte k of every value, for each k: neighbouring values share their high bytes, so
-    zlib packs these planes 2-3 times smaller than the values themselves."""
-    return b"".join(data[k::width] for k in range(width))
-
-
-def _unplanes(planes: memoryview, width: int) -> bytearray:
-    count, rest = divmod(len(planes), width)
-    if rest:
-        raise RemuxError("corrupt movie index")
-    data = bytearray(len(planes))
-    for k in range(width):
-        data[k::width] = planes[k * count : (k + 1) * count]
-    return data
-
-
-def dump_movie(movie: Movie) -> bytes:
-    """A compact, versioned binary form of `movie` (zlib), for a shared cache."""
-    parts: list[bytes] = [struct.pack("<dI", movie.duration, len(movie.tracks))]
-    for track in movie.tracks:
-        parts.append(
-            _TRACK_HEAD.pack(
-                track.track_id, track.timescale, track.width, track.height,
-                track.sample_rate, track.channels, track.shift, track.end_dts,
-            )
-        )  # fmt: skip
-        for text in (track.kind, track.codec, track.codecs):
-            _put_bytes(parts, text.encode("utf-8"))
-        _put_bytes(parts, track.config)
-        _put_bytes(parts, track.sample_entry)
-        _put_bytes(parts, track.sync)
-        for name, typecode in _ARRAYS:
-            values: array[int] = getattr(track, name)
-            if values.typecode != typecode:
-                values = array(typecode, values)
-            if not _LITTLE:
-                values = array(typecode, values)
-                values.byteswap()
-            _put_bytes(parts, _planes(values.tobytes(), values.itemsize))
-    return _MAGIC + bytes((_BLOB_VERSION,)) + zlib.compress(b"".join(parts), 6)
-
-
-def load_movie(data: bytes) -> Movie:
-    """The Movie `dump_movie` wrote; RemuxError for another version or a corrupt blob."""
-    if data[:4] != _MAGIC:
-        raise RemuxError("not a movie index")
-    if data[4:5] != bytes((_BLOB_VERSION,)):
-        raise RemuxError("the movie index has another version")
-    try:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(data[5:], _MAX_BLOB)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise RemuxError("corrupt movie index")
-        return _load(memoryview(raw))
-    except RemuxError:
-        raise
-    except (zlib.error, struct.error, ValueError, IndexError, UnicodeDecodeError, MemoryError):
-        raise RemuxError("corrupt movie index") from None
-
-
-def _load(raw: memoryview) -> Movie:
-    pos = 0
-
-    def take(length: int) -> memoryview:
-        nonlocal pos
-        if length < 0 or pos + length > len(raw):
-            raise RemuxError("corrupt movie index")
-        chunk = raw[pos : pos + length]
-        pos += length
-        return chunk
-
-    def blob() -> memoryview:
-        return take(struct.unpack("<I", take(4))[0])
-
-    duration, count = struct.unpack("<dI", take(12))
-    tracks = []
-    for _ in range(count):
-        head = _TRACK_HEAD.unpack(take(_TRACK_HEAD.size))
-        kind, codec, codecs = (bytes(blob()).decode("utf-8") for _ in range(3))
-        config, entry, sync = bytes(blob()), bytes(blob()), bytes(blob())
-        columns = {}
-        for name, typecode in _ARRAYS:
-            values = array(typecode)
-            values.frombytes(_unplanes(blob(), values.itemsize))
-            if not _LITTLE:
-                values.byteswap()
-            columns[name] = values
-        track = Track(
-            head[0], kind, codec, codecs, head[1], head[2], head[3], head[4], head[5],
-            config, entry, head[6], end_dts=head[7], sync=sync, **columns,
-        )  # fmt: skip
-        n = track.sample_count
-        if (
-            kind not in (_VIDEO, _AUDIO)
-            or track.timescale <= 0
-            or track.width > 0xFFFF
-            or track.height > 0xFFFF
-            or not n
-            or len(track.offsets) != n
-            or len(track.dts) != n
-            or len(sync) != n
-            or sync.translate(None, b"\x00\x01")
-            or (track.cts and len(track.cts) != n)
-            or not track.runs
-            or track.runs[0] != 0
-            or max(track.runs) >= n
-        ):
-            raise RemuxError("corrupt movie index")
-        tracks.append(track)
-    if pos != len(raw) or not tracks:
-        raise RemuxError("corrupt movie index")
-    return Movie(duration, tracks)

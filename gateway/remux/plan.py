@@ -1,13 +1,19 @@
-"""Cutting a movie into HLS segments, and the source byte ranges each segment needs."""
+"""Cutting a movie into HLS segments, and the source byte ranges each segment needs.
+
+Only the samples at segment boundaries are looked at: keyframe times, the first sample of
+each track in each segment (found by bisecting the decode-time runs), and the first and
+last byte of each track's share of a segment (from the chunk tables), so a plan costs a
+few thousand lookups rather than a pass over every sample.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from operator import add
 
 from gateway.remux.errors import RemuxError
@@ -17,6 +23,8 @@ from gateway.remux.movie import Movie, Track
 # request.
 MERGE_GAP = 64 * 1024
 _EPSILON = 1e-6  # seconds; a keyframe this close before a multiple of the target counts
+
+Extent = tuple[int, int, int]  # first byte, end byte, bytes of samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +43,35 @@ def plan_segments(movie: Movie, target: float = 4.0) -> list[Segment]:
     whose time span contains their start."""
     if not target > 0:
         raise RemuxError("the segment duration must be positive")
+    try:
+        return _plan(movie, target)
+    except RemuxError:
+        raise
+    except (IndexError, ValueError, OverflowError):
+        raise RemuxError("corrupt MP4: its sample tables do not hold together") from None
+
+
+def _plan(movie: Movie, target: float) -> list[Segment]:
     lead = movie.video or movie.tracks[0]
     cuts, cut_times = _cuts(lead, target)
-    # Segment i starts at cut_times[i] (lead track ticks); the first one at 0.
-    per_track: list[list[int]] = []
-    for track in movie.tracks:
-        if track is lead:
-            per_track.append(cuts)
-        else:
-            per_track.append(_assign(track, cut_times, lead.timescale))
-
     count = len(cuts)
+    # Segment i starts at cut_times[i] (lead track ticks); the first one at 0.
+    bounds: list[list[int]] = []  # per track: the first sample of each segment, then the end
+    extents: list[list[Extent | None]] = []  # per track: its share of each segment
+    for track in movie.tracks:
+        firsts = cuts if track is lead else _assign(track, cut_times, lead.timescale)
+        firsts = [*firsts, track.sample_count]
+        bounds.append(firsts)
+        extents.append(_extents(track, firsts))
+
     timescale = lead.timescale
     starts = [0.0] + [time / timescale for time in cut_times[1:]]
     ends = [*starts[1:], max(movie.duration, starts[-1])]
     segments = []
     for number in range(count):
-        samples = tuple(
-            (firsts[number], firsts[number + 1] if number + 1 < count else track.sample_count)
-            for track, firsts in zip(movie.tracks, per_track, strict=True)
-        )
-        ranges = _ranges(movie.tracks, samples)
+        samples = tuple((firsts[number], firsts[number + 1]) for firsts in bounds)
+        shares = [track_extents[number] for track_extents in extents]
+        ranges = _ranges(movie.tracks, samples, shares)
         start = starts[number]
         segments.append(Segment(number, start, ends[number] - start, ranges, samples))
     return segments
@@ -64,20 +80,29 @@ def plan_segments(movie: Movie, target: float = 4.0) -> list[Segment]:
 def _cuts(lead: Track, target: float) -> tuple[list[int], list[int]]:
     """First sample index and presentation time (ticks) of each segment of the lead track."""
     dts, cts, sync = lead.dts, lead.cts, lead.sync
-    if sync.count(0) == 0 and not cts:
-        keys: Sequence[int] = range(len(dts))
-        key_times: Sequence[int] = dts
-    else:
-        keys = array("q", (match.start() for match in re.finditer(b"\x01", sync)))
-        if not keys:
-            raise RemuxError(f"no {lead.kind} keyframes")
-        key_times = array("q", map(dts.__getitem__, keys))
-        if cts:
-            key_times = array("q", map(add, key_times, map(cts.__getitem__, keys)))
     step = target * lead.timescale
     slack = _EPSILON * lead.timescale
     cuts, times = [0], [0]
     multiple = 1
+    if sync.every and not cts:
+        # Every sample may start a segment, and decode times only grow: bisect their runs.
+        at = 1
+        while True:
+            found = max(at, dts.index_at(math.ceil(multiple * step - slack)))
+            if found >= len(dts):
+                break
+            time = dts[found]
+            cuts.append(found)
+            times.append(time)
+            at = found + 1
+            multiple = max(multiple + 1, math.floor(time / step + _EPSILON) + 1)
+        return cuts, times
+    keys = sync.keys()
+    if not keys:
+        raise RemuxError(f"no {lead.kind} keyframes")
+    key_times = dts.at_many(keys)
+    if cts:
+        key_times = array("q", map(add, key_times, cts.at_many(keys)))
     at = 1 if keys[0] == 0 else 0  # sample 0 starts segment 0 whatever it is
     while True:
         found = bisect_left(key_times, multiple * step - slack, at)
@@ -96,22 +121,36 @@ def _assign(track: Track, cut_times: Sequence[int], lead_timescale: int) -> list
     firsts = [0]
     at = 0
     scale = track.timescale
+    index_at = track.dts.index_at
     for time in cut_times[1:]:
         # ceil(time * scale / lead_timescale), exactly
-        threshold = -(-time * scale // lead_timescale)
-        at = bisect_left(track.dts, threshold, at)
+        at = max(at, index_at(-(-time * scale // lead_timescale)))
         firsts.append(at)
     return firsts
 
 
+def _extents(track: Track, bounds: list[int]) -> list[Extent | None]:
+    """Each segment's share of `track` (None: no samples), from segment boundaries."""
+    offsets, sizes = track.offsets, track.sizes
+    pairs = list(pairwise(bounds))
+    if not offsets.ordered:
+        return [offsets.extent(first, end) if first < end else None for first, end in pairs]
+    # Samples in file order: a share runs from its first sample's offset to its last's end.
+    used = [(first, end) for first, end in pairs if first < end]
+    if not used:
+        return [None] * len(pairs)
+    lows = offsets.at_many([first for first, _ in used])
+    lasts = [end - 1 for _, end in used]
+    highs = map(add, offsets.at_many(lasts), map(sizes.__getitem__, lasts))
+    totals = map(sum, map(sizes.__getitem__, map(slice, *zip(*used, strict=True))))
+    shares = iter(zip(lows, highs, totals, strict=True))
+    return [next(shares) if first < end else None for first, end in pairs]
+
+
 def _ranges(
-    tracks: Sequence[Track], samples: Sequence[tuple[int, int]]
+    tracks: Sequence[Track], samples: Sequence[tuple[int, int]], shares: Sequence[Extent | None]
 ) -> tuple[tuple[int, int], ...]:
-    extents = [
-        _extent(track, first, end)
-        for track, (first, end) in zip(tracks, samples, strict=True)
-        if first < end
-    ]
+    extents = [share for share in shares if share is not None]
     low = min(extent[0] for extent in extents)
     high = max(extent[1] for extent in extents)
     if high - low - sum(extent[2] for extent in extents) <= MERGE_GAP:
@@ -119,9 +158,15 @@ def _ranges(
         # samples leave uncovered, so the segment is one span.
         return ((low, high - low),)
     spans: list[tuple[int, int]] = []  # (start, end) file offsets
-    for track, (first, end) in zip(tracks, samples, strict=True):
-        if first < end:
-            spans.extend(_track_spans(track, first, end))
+    for track, (first, end), share in zip(tracks, samples, shares, strict=True):
+        if share is None:
+            continue
+        if track.offsets.ordered and share[1] - share[0] - share[2] <= MERGE_GAP:
+            # No gap between its samples is larger than MERGE_GAP, so its stretches merge
+            # into one whatever lies between them: that one is the extent.
+            spans.append((share[0], share[1]))
+        else:
+            spans.extend(track.offsets.stretches(first, end))
     spans.sort()
     merged: list[tuple[int, int]] = []
     for start, end in spans:
@@ -131,27 +176,3 @@ def _ranges(
         else:
             merged.append((start, end))
     return tuple((start, end - start) for start, end in merged)
-
-
-def _extent(track: Track, first: int, end: int) -> tuple[int, int, int]:
-    """First byte, end byte and total size of samples [first, end)."""
-    offsets = track.offsets[first:end]
-    sizes = track.sizes[first:end]
-    last = max(offsets)
-    # Samples do not overlap, so the one that starts last ends last; it is usually the last.
-    at = len(offsets) - 1 if offsets[-1] == last else offsets.index(last)
-    return min(offsets), last + sizes[at], sum(sizes)
-
-
-def _track_spans(track: Track, first: int, end: int) -> list[tuple[int, int]]:
-    """File spans covering samples [first, end) of `track`: one per back-to-back stretch."""
-    runs = track.runs
-    spans = []
-    at = bisect_right(runs, first) - 1
-    lo = first
-    while lo < end:
-        at += 1
-        hi = min(runs[at], end) if at < len(runs) else end
-        spans.append((track.offsets[lo], track.offsets[hi - 1] + track.sizes[hi - 1]))
-        lo = hi
-    return spans

@@ -237,17 +237,20 @@ def _video_units(
     aud = _HEVC_AUD if hevc else _H264_AUD
     params = _parameter_sets(track)
     length_size = track.nal_length_size
-    dts_table, cts_table, sync = track.dts, track.cts, track.sync
+    end = first + len(views)
+    dts_table = track.dts.span(first, end)
+    cts_table = track.cts.span(first, end) if track.cts else None
+    sync = track.sync.span(first, end)
     timescale = track.timescale
     units = []
-    for index, view in enumerate(views, first):
+    for index, view in enumerate(views):
         dts = dts_table[index]
-        pts = dts + cts_table[index] if cts_table else dts
+        pts = dts + cts_table[index] if cts_table is not None else dts
         key = sync[index] == 1
         body, has_params = _annex_b(view, length_size, hevc)
         head = aud + params if key and not has_params else aud
         decode, present = _time(dts, timescale), _time(pts, timescale)
-        if cts_table and decode != present:
+        if cts_table is not None and decode != present:
             header = _pes_header(stream.stream_id, len(head) + len(body), present, decode)
         else:
             header = _pes_header(stream.stream_id, len(head) + len(body), present, None)
@@ -323,7 +326,7 @@ def _audio_units(
     stream: _Stream, first: int, views: list[memoryview], order: int, pcr: bool
 ) -> list[_Unit]:
     track = stream.track
-    dts_table, timescale = track.dts, track.timescale
+    dts_table, timescale = track.dts.span(first, first + len(views)), track.timescale
     units = []
     group: list[bytes | memoryview] = []
     group_bytes = 0
@@ -337,7 +340,7 @@ def _audio_units(
         # Audio-only: every frame is a random access point; say so where the clock is.
         units.append(_Unit(decode, order, stream.pid, header + payload, pcr, pcr))
 
-    for index, view in enumerate(views, first):
+    for index, view in enumerate(views):
         size = len(view)
         if adts:
             length = size + 7

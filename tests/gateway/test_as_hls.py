@@ -71,6 +71,41 @@ async def test_ffmpeg_plays_every_frame_fetching_only_byte_ranges(layout, make_g
     assert origin.sent[path] <= 1.1 * len(media.read(path))
 
 
+async def many_frames(tmp_path, *options: str) -> bytes:
+    """90 s of tiny 100 fps video and audio: a moov larger than the gateway's first probe."""
+    out = tmp_path / "many-frames.mp4"
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-v", "error", "-y",
+        "-f", "lavfi", "-i", "color=size=32x32:rate=100:duration=90",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=90",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "200", "-c:a", "aac", "-b:a", "32k",
+        *options, str(out),
+    )
+    assert await asyncio.wait_for(process.wait(), 120) == 0
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+async def test_a_large_moov_is_read_with_one_request_after_the_probe(
+    layout, make_gateway, origin, tmp_path
+):
+    """No byte of the moov is asked for twice, and a moov at the end comes with the one
+    request for everything after the media data."""
+    body = await many_frames(tmp_path, *(["-movflags", "+faststart"] if layout == "faststart" else []))
+    path = "/long/many-frames.mp4"
+    origin.set_file(path, body)
+    gw = await make_gateway(prefetch_segments=0)
+    assert (await get(gw.mint_as_hls(origin.base_url + path)))[0] == 200
+    spans = []
+    for seen in requests_for(origin, path):
+        first, _, last = seen.headers["Range"].removeprefix("bytes=").partition("-")
+        spans.append((int(first), int(last)))
+    assert len(spans) == 2, spans
+    assert spans[0][0] == 0 and spans[0][1] < spans[1][0]
+    if layout == "moov-last":
+        assert spans[1][1] == len(body) - 1
+
+
 async def test_the_master_names_codecs_resolution_and_bandwidth(make_gateway, origin):
     gw = await make_gateway()
     status, headers, body = await get(gw.mint_as_hls(origin.base_url + FILE))

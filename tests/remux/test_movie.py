@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from array import array
 from contextlib import suppress
+from operator import add
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.remux.blob import dump_movie, load_movie
 from gateway.remux.boxes import scan_top_level
 from gateway.remux.errors import RemuxError
-from gateway.remux.movie import Movie, dump_movie, load_movie, parse_moov
+from gateway.remux.movie import Movie, parse_moov
+from gateway.remux.plan import plan_segments
+from gateway.remux.tables import sync_samples
 from tests.remux.conftest import FPS, ffprobe, load
 
 PROBED = [
@@ -88,14 +93,86 @@ def test_keyframes_are_the_sync_samples(sources):
     assert set(movie.audio[0].sync) == {1}
 
 
-def test_sample_offsets_point_at_the_sample_bytes(sources):
-    _, movie = load(sources.path("moov_last.mp4"))
-    packets = ffprobe(sources.path("moov_last.mp4"), "-show_entries",
-                      "packet=stream_index,pos,size", "-show_packets")["packets"]  # fmt: skip
+@pytest.mark.parametrize("name", PROBED)
+def test_every_sample_agrees_with_ffprobe(sources, name):
+    """Decode and presentation time, file position, size and keyframe flag of each packet:
+    chunks of one and of many samples, edit lists, B-frames, variable audio frame sizes."""
+    path = sources.path(name)
+    _, movie = load(path)
+    packets = ffprobe(path, "-show_entries", "packet=stream_index,dts,pts,pos,size,flags",
+                      "-show_packets")["packets"]  # fmt: skip
     for index, track in enumerate(movie.tracks):
-        mine = list(zip(track.offsets, track.sizes, strict=True))
-        theirs = [(int(p["pos"]), int(p["size"])) for p in packets if p["stream_index"] == index]
+        presented = map(add, track.dts, track.cts) if track.cts else iter(track.dts)
+        columns = (track.dts, presented, track.offsets, track.sizes, track.sync)
+        mine = list(zip(*columns, strict=True))
+        theirs = [
+            (int(p["dts"]), int(p["pts"]), int(p["pos"]), int(p["size"]), int(p["flags"][0] == "K"))
+            for p in packets
+            if p["stream_index"] == index
+        ]
         assert mine == theirs
+
+
+@pytest.mark.parametrize("name", PROBED)
+def test_slices_of_every_column_agree_with_the_whole(sources, name):
+    """What a segment asks for (a slice, a few values) is what the whole column holds."""
+    _, movie = load(sources.path(name))
+    for track in movie.tracks:
+        count = track.sample_count
+        columns = [track.dts, track.offsets, track.sync] + ([track.cts] if track.cts else [])
+        wholes = [list(column) for column in columns]
+        cuts = sorted(
+            {0, 1, count // 3, count // 2, count - 7, count - 1, count} & set(range(count + 1))
+        )
+        for first in cuts:
+            for end in cuts:
+                for column, whole in zip(columns, wholes, strict=True):
+                    assert list(column[first:end]) == whole[first:end]
+        picked = sorted({0, count - 1, count // 5, count // 2})
+        assert [track.dts[i] for i in picked] == [wholes[0][i] for i in picked]
+        assert list(track.dts.at_many(picked)) == [wholes[0][i] for i in picked]
+        assert list(track.offsets.at_many(picked)) == [wholes[1][i] for i in picked]
+        assert list(track.dts.span(count - 1, count + 1)) == [wholes[0][-1], track.end_dts]
+
+
+def _with_co64(moov: bytes, shift: int) -> bytes:
+    """`moov` with every stco rewritten as a co64 whose offsets are `shift` bytes further."""
+
+    def rewrite(data: bytes) -> bytes:
+        out = bytearray()
+        pos = 0
+        while pos + 8 <= len(data):
+            size = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            body = data[pos + 8 : pos + size]
+            if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+                body = rewrite(body)
+            elif kind == b"stco":
+                count = int.from_bytes(body[4:8], "big")
+                offsets = [
+                    int.from_bytes(body[8 + 4 * i : 12 + 4 * i], "big") for i in range(count)
+                ]
+                body = body[:8] + b"".join((o + shift).to_bytes(8, "big") for o in offsets)
+                kind = b"co64"
+            out += (8 + len(body)).to_bytes(4, "big") + kind + body
+            pos += size
+        return bytes(out)
+
+    return rewrite(moov)
+
+
+@pytest.mark.parametrize("name", ["faststart.mp4", "bframes.mp4", "audio_only.m4a"])
+def test_64_bit_chunk_offsets_read_as_the_32_bit_ones(sources, name):
+    moov = moov_of(sources.path(name).read_bytes())
+    movie = parse_moov(moov)
+    assert parse_moov(_with_co64(moov, 0)) == movie
+    far = parse_moov(_with_co64(moov, 5 << 32))  # past 4 GiB
+    for near_track, far_track in zip(movie.tracks, far.tracks, strict=True):
+        assert list(far_track.offsets) == [offset + (5 << 32) for offset in near_track.offsets]
+    assert [s.ranges for s in plan_segments(far)] == [
+        tuple((offset + (5 << 32), length) for offset, length in s.ranges)
+        for s in plan_segments(movie)
+    ]
 
 
 def test_a_fragmented_mp4_is_refused(sources):
@@ -120,11 +197,17 @@ def test_a_moov_without_audio_or_video_is_a_remux_error():
         parse_moov(empty)
 
 
-@pytest.mark.parametrize("name", ["bframes.mp4", "audio_only.m4a", "vp9_opus.mp4"])
+@pytest.mark.parametrize("name", PROBED)
 def test_dump_and_load_round_trip(sources, name):
     _, movie = load(sources.path(name))
     blob = dump_movie(movie)
-    assert load_movie(blob) == movie
+    loaded = load_movie(blob)
+    assert loaded == movie
+    for mine, theirs in zip(loaded.tracks, movie.tracks, strict=True):
+        assert list(mine.offsets) == list(theirs.offsets)
+        assert list(mine.dts) == list(theirs.dts) and list(mine.cts) == list(theirs.cts)
+        assert list(mine.sync) == list(theirs.sync)
+    assert plan_segments(loaded) == plan_segments(movie)
     # The columns take 25 bytes a sample in memory.
     assert len(blob) < 1024 + 8 * sum(track.sample_count for track in movie.tracks)
 
@@ -146,7 +229,8 @@ def test_a_blob_of_another_version_or_corrupt_is_a_remux_error(sources):
 def test_a_movie_with_no_sync_samples_still_round_trips(sources):
     _, movie = load(sources.path("video_only.mp4"))
     assert movie.video is not None
-    changed = Movie(movie.duration, [dataclasses.replace(movie.video, sync=bytes(300))])
+    no_keys = sync_samples(array("q"), 300)
+    changed = Movie(movie.duration, [dataclasses.replace(movie.video, sync=no_keys)])
     assert load_movie(dump_movie(changed)) == changed
 
 
@@ -200,107 +284,3 @@ def test_mutated_blobs_only_raise_remux_errors(small_blob, edits):
     for blob in (mutate(small_blob, edits), small_blob[:5] + zlib.compress(mutate(raw, edits))):
         with suppress(RemuxError):
             load_movie(blob)
-
-
-# -- sample offsets from the chunk tables --------------------------------------------------------
-
-
-def _stsc(entries: list[tuple[int, int]]) -> bytes:
-    """An stsc box body (version, flags, entries) for (first chunk, samples per chunk)."""
-    body = bytes(4) + len(entries).to_bytes(4, "big")
-    for first, per_chunk in entries:
-        body += first.to_bytes(4, "big") + per_chunk.to_bytes(4, "big") + (1).to_bytes(4, "big")
-    return body
-
-
-def _naive_offsets(
-    entries: list[tuple[int, int]], chunk_offsets: list[int], sizes: list[int]
-) -> tuple[list[int], list[int]]:
-    """Sample offsets and stretch starts, one sample at a time."""
-    per_chunk = []
-    for index, (first, count) in enumerate(entries):
-        last = entries[index + 1][0] if index + 1 < len(entries) else len(chunk_offsets) + 1
-        per_chunk += [count] * (last - first)
-    offsets: list[int] = []
-    runs: list[int] = []
-    for chunk, count in enumerate(per_chunk):
-        position = chunk_offsets[chunk]
-        for _ in range(count):
-            if len(offsets) == len(sizes):
-                return offsets, runs
-            if not offsets or offsets[-1] + sizes[len(offsets) - 1] != position:
-                runs.append(len(offsets))
-            offsets.append(position)
-            position += sizes[len(offsets) - 1]
-    return offsets, runs
-
-
-def _run_offsets(
-    entries: list[tuple[int, int]], chunk_offsets: list[int], sizes: list[int]
-) -> tuple[list[int], list[int]]:
-    from array import array
-
-    from gateway.remux.movie import _offsets
-
-    body = _stsc(entries)
-    offsets, runs = _offsets(body, 0, len(body), array("q", chunk_offsets), array("I", sizes))
-    return list(offsets), list(runs)
-
-
-@given(
-    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=40),
-    gaps=st.lists(st.integers(0, 3), min_size=40, max_size=40),
-    extra_chunks=st.integers(0, 3),
-)
-def test_one_sample_per_chunk_matches_the_naive_offsets(sizes, gaps, extra_chunks):
-    chunk_offsets, position = [], 100
-    for size, gap in zip(sizes, gaps, strict=False):
-        position += gap
-        chunk_offsets.append(position)
-        position += size
-    chunk_offsets += [position + k for k in range(extra_chunks)]
-    entries = [(1, 1)]
-    assert _run_offsets(entries, chunk_offsets, sizes) == _naive_offsets(
-        entries, chunk_offsets, sizes
-    )
-
-
-@given(
-    per_chunk=st.lists(st.integers(0, 4), min_size=1, max_size=12),
-    gaps=st.lists(st.integers(0, 2), min_size=12, max_size=12),
-    trim=st.integers(0, 3),
-)
-def test_several_samples_per_chunk_match_the_naive_offsets(per_chunk, gaps, trim):
-    total = sum(per_chunk)
-    if total - trim <= 0:
-        return
-    sizes = [(7 * k) % 11 for k in range(total - trim)]
-    entries = [(chunk + 1, count) for chunk, count in enumerate(per_chunk)]
-    chunk_offsets, position, sample = [], 50, 0
-    for count, gap in zip(per_chunk, gaps, strict=False):
-        position += gap
-        chunk_offsets.append(position)
-        for _ in range(count):
-            position += sizes[sample] if sample < len(sizes) else 0
-            sample += 1
-    assert _run_offsets(entries, chunk_offsets, sizes) == _naive_offsets(
-        entries, chunk_offsets, sizes
-    )
-
-
-def test_one_sample_per_chunk_and_grouped_chunks_give_the_same_offsets():
-    """The same bytes described as one sample per chunk (the fast path) and as chunks of
-    three samples (the general path) give identical offsets and stretches."""
-    sizes = [5, 9, 2, 7, 7, 1, 4, 8, 3, 6, 2, 5]
-    grouped_offsets, position = [], 1000
-    single_offsets = []
-    for sample, size in enumerate(sizes):
-        if sample % 3 == 0:
-            position += 17 if sample == 6 else 0  # a gap before the third chunk
-            grouped_offsets.append(position)
-        single_offsets.append(position)
-        position += size
-    single = _run_offsets([(1, 1)], single_offsets, sizes)
-    grouped = _run_offsets([(1, 3)], grouped_offsets, sizes)
-    assert single == grouped == _naive_offsets([(1, 3)], grouped_offsets, sizes)
-    assert single[1] == [0, 6]

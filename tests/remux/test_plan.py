@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from array import array
 from itertools import pairwise
 
 import pytest
 
+from gateway.remux.chunks import SampleOffsets
 from gateway.remux.errors import RemuxError
 from gateway.remux.movie import Movie, Track
 from gateway.remux.plan import MERGE_GAP, Segment, plan_segments
+from gateway.remux.tables import sync_samples
 from tests.remux.conftest import FPS, ffprobe, load
 
 PLANNED = ["faststart.mp4", "bframes.mp4", "video_only.mp4", "audio_only.m4a", "hevc.mp4",
@@ -125,8 +128,9 @@ def test_tracks_stored_far_apart_get_ranges_of_their_own(sources):
     _, movie = load(sources.path("faststart.mp4"))
     audio = movie.audio[0]
     far = 1 << 30
+    chunks = array("q", (offset + far for offset in audio.offsets.chunks))
     moved = dataclasses.replace(
-        audio, offsets=type(audio.offsets)("q", (o + far for o in audio.offsets))
+        audio, offsets=SampleOffsets(audio.offsets.stsc, chunks, audio.sizes)
     )
     movie = Movie(movie.duration, [movie.tracks[0], moved])
     plan = plan_segments(movie)
@@ -137,7 +141,9 @@ def test_tracks_stored_far_apart_get_ranges_of_their_own(sources):
 def test_a_video_track_without_keyframes_cannot_be_cut(sources):
     _, movie = load(sources.path("video_only.mp4"))
     assert movie.video is not None
-    blind = Movie(movie.duration, [dataclasses.replace(movie.video, sync=bytes(300))])
+    blind = Movie(
+        movie.duration, [dataclasses.replace(movie.video, sync=sync_samples(array("q"), 300))]
+    )
     with pytest.raises(RemuxError, match=r"^no video keyframes$"):
         plan_segments(blind)
 
@@ -147,3 +153,37 @@ def test_one_segment_when_the_target_is_longer_than_the_movie(sources):
     plan = plan_segments(movie, 10.0)
     assert len(plan) == 1 and plan[0].duration == pytest.approx(movie.duration)
     check_plan(movie, plan, 10.0)
+
+
+def _unordered(track: Track) -> Track:
+    """`track` with its offsets read the slow way, as for chunks stored out of file order."""
+    offsets = SampleOffsets(track.offsets.stsc, track.offsets.chunks, track.sizes)
+    offsets.ordered = False
+    return dataclasses.replace(track, offsets=offsets)
+
+
+@pytest.mark.parametrize("name", PLANNED)
+@pytest.mark.parametrize("target", [2.0, 4.0, 5.0])
+def test_boundary_lookups_plan_as_the_sample_by_sample_path(sources, name, target):
+    """The plan from first and last bytes at segment boundaries equals the one from every
+    sample's offset (the path for chunks out of file order)."""
+    _, movie = load(sources.path(name))
+    slow = Movie(movie.duration, [_unordered(track) for track in movie.tracks])
+    assert plan_segments(movie, target) == plan_segments(slow, target)
+
+
+def test_chunks_out_of_file_order_still_plan_every_promise(sources):
+    """The audio chunks of a file stored in reverse order: no longer one stretch per segment,
+    and every range still covers its samples."""
+    _, movie = load(sources.path("faststart.mp4"))
+    audio = movie.audio[0]
+    chunks = audio.offsets.chunks
+    far = 1 << 30
+    # Chunk i moves to the mirror place of a region past the end of the file.
+    flipped = array("q", (far + (chunks[-1] - offset) * 2 for offset in chunks))
+    moved = dataclasses.replace(
+        audio, offsets=SampleOffsets(audio.offsets.stsc, flipped, audio.sizes)
+    )
+    assert not moved.offsets.ordered
+    movie = Movie(movie.duration, [movie.tracks[0], moved])
+    check_plan(movie, plan_segments(movie), 4.0)
