@@ -50,14 +50,18 @@ def main() -> None:
     absolute_body = body.replace(b"\nseg_", b"\nhttps://cdn.example.com/vod/title/seg_")
     links = Links(Signer(b"bench-secret-0123456789"), "http://gw.example")
     grant = Grant("https://cdn.example.com/vod/title/")
-    absolute = timed(
-        lambda: hls.rewrite(
+
+    def signed() -> bytes:
+        refs = links.ref_maker(grant, "index.m3u8")
+        return hls.rewrite(
             absolute_body,
             base_url=BASE,
             keep_relative_inside=grant.directory,
-            make_ref=links.ref_maker(grant, "index.m3u8"),
+            make_ref=refs,
+            directory_ref=refs.directory,
         )
-    )
+
+    absolute = timed(signed)
     library = timed(lambda: m3u8.loads(text, uri=BASE).dumps(), repeat=5)
     timeline = "".join(f'<S t="{i * 180000}" d="180000"/>' for i in range(5000))
     mpd = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from gateway.errors import Forbidden, Gone
 from gateway.signing import Grant, Headers, Signer, TokenError, TokenExpired
@@ -72,9 +71,7 @@ class Links:
         grant = Grant(source.directory, source.headers, source.expires, AS_HLS_MODE)
         return f"{AS_HLS_PREFIX}{self.signer.mint(grant)}/index.m3u8"
 
-    def ref_maker(
-        self, parent: Grant, playlist_rest: str, *, route: str = ""
-    ) -> Callable[[str], str]:
+    def ref_maker(self, parent: Grant, playlist_rest: str, *, route: str = "") -> RefMaker:
         """References, relative to the playlist being served, for URLs outside its grant.
 
         Relative (`../../<token>/seg.ts`) rather than absolute, so that a rewritten playlist
@@ -82,13 +79,26 @@ class Links:
         what leads from the served playlist's route to `/p/` (`"../p/"` from `/watch/`).
         """
         climb = "../" * (playlist_rest.split("?", 1)[0].count("/") + 1) + route
-        tokens: dict[str, str] = {}
+        return RefMaker(self.signer, parent, climb)
 
-        def make_ref(url: str) -> str:
-            directory, rest = split_upstream(url)
-            token = tokens.get(directory)
-            if token is None:
-                token = tokens[directory] = self.signer.mint(parent.child(directory))
-            return f"{climb}{token}/{rest}"
 
-        return make_ref
+class RefMaker:
+    """`make_ref(url)` for one served playlist: one signature per upstream directory."""
+
+    def __init__(self, signer: Signer, parent: Grant, climb: str) -> None:
+        self._signer = signer
+        self._parent = parent
+        self._climb = climb
+        self._prefixes: dict[str, str] = {}
+
+    def __call__(self, url: str) -> str:
+        directory, rest = split_upstream(url)
+        return self.directory(directory) + rest
+
+    def directory(self, directory: str) -> str:
+        """The reference prefix of `directory`: `self(directory + name)` is this + name."""
+        prefix = self._prefixes.get(directory)
+        if prefix is None:
+            token = self._signer.mint(self._parent.child(directory))
+            prefix = self._prefixes[directory] = f"{self._climb}{token}/"
+        return prefix

@@ -110,6 +110,7 @@ class ManifestService:
                     base_url=manifest.final_url,
                     keep_relative_inside=keep,
                     make_ref=make_ref,
+                    directory_ref=make_ref.directory,
                 )
                 info = hls.inspect(manifest.body)
                 ttl = self._hls_ttl(info)

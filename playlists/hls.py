@@ -58,6 +58,9 @@ _PLAIN = re.compile(r"(?![./])(?![^?]*/\.)[\w\-.~!$&'()*+,;=@/]+(?:\?[^#\s]*)?")
 # The same, for a whole-text check: the bytes a plain name (or its query) may use.
 _PLAIN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=@/?\n"
 _URI_LINES = re.compile(r"\n[^#\n][^\n]*")
+# URI lines reduced to what follows their shared directory: a name with no `/`, then maybe a
+# query; nothing a player or `resolve` would read differently from the plain text.
+_FLAT_NAMES = re.compile(r"(?:\n[^\s/?#{}\\]+(?:\?[^\s#]*)?)+")
 _HTTP = ("http://", "https://")
 _WHITESPACE = " \t\r\f\v"
 # Tags that need a look even without `URI` in them.
@@ -121,6 +124,7 @@ def rewrite(
     base_url: str,
     keep_relative_inside: str | None,
     make_ref: MakeRef,
+    directory_ref: MakeRef | None = None,
 ) -> bytes:
     """Point every URI in `body` back at the gateway.
 
@@ -129,14 +133,43 @@ def rewrite(
     written; every other http(s) URI becomes `make_ref(absolute_upstream_url)`. URIs that are
     not http(s) (`skd:`, `data:`, ...) and URIs with variables this playlist does not define
     stay as written.
+
+    `directory_ref(d)`, when given, must be what `make_ref(d + name)` starts with for any
+    name without `/`: a playlist whose URI lines are all absolute URLs in one directory (the
+    usual CDN shape) is then rewritten with one text replacement instead of a step per line.
     """
     bom, text = _decode(body)
     rewriter = _Rewriter(base_url, keep_relative_inside, make_ref)
-    if rewriter.fast_keep and _uri_lines_all_plain(text):
+    # Every URI line, each with the newline before it: whole-text checks pick a fast path.
+    plain_text = "{$" not in text  # no variable to substitute anywhere
+    uri_lines = "".join(_URI_LINES.findall(text)) if plain_text else ""
+    directory = None
+    if uri_lines and directory_ref is not None:
+        directory = _one_absolute_directory(uri_lines)
+    if rewriter.fast_keep and plain_text and _uri_lines_all_plain(text, uri_lines):
         out = rewriter.tag_lines(text)
+    elif directory is not None and directory_ref is not None:
+        moved = text.replace("\n" + directory, "\n" + directory_ref(directory))
+        out = rewriter.tag_lines(moved) or moved
     else:
         out = rewriter.every_line(text)
     return body if out is None else (bom + out).encode("utf-8")
+
+
+def _one_absolute_directory(uri_lines: str) -> str | None:
+    """The directory every URI line names as `<directory><name>`, if there is one: absolute
+    http(s), no dot segments, fragments or whitespace, and no `/` in any name."""
+    first = uri_lines[1:].partition("\n")[0]
+    head = first.partition("?")[0]
+    if not head.startswith(_ABSOLUTE_HTTP):
+        return None
+    directory = head[: head.rfind("/") + 1]
+    if directory.count("/") < 3 or "$" in directory:
+        return None  # no path after the host, or a template the reference maker treats apart
+    marker = "\n" + directory
+    if uri_lines.count(marker) != uri_lines.count("\n") or "/." in uri_lines or "#" in uri_lines:
+        return None
+    return directory if _FLAT_NAMES.fullmatch(uri_lines.replace(marker, "\n")) else None
 
 
 def segment_urls(body: bytes, *, base_url: str) -> list[str]:
@@ -182,12 +215,12 @@ def _decode(body: bytes) -> tuple[str, str]:
     return "", text
 
 
-def _uri_lines_all_plain(text: str) -> bool:
-    """Whether every URI line is a plain relative name (see `_PLAIN`) and nothing needs a
-    variable, checked with whole-text operations rather than line by line."""
-    if "{$" in text or not text.startswith("#"):
+def _uri_lines_all_plain(text: str, uri_lines: str) -> bool:
+    """Whether every URI line is a plain relative name (see `_PLAIN`), checked with
+    whole-text operations rather than line by line."""
+    if not text.startswith("#"):
         return False
-    blob = "".join(_URI_LINES.findall(text)) + "\n"
+    blob = uri_lines + "\n"
     if not blob.isascii():
         return False
     raw = blob.encode("ascii").replace(b"\r\n", b"\n")

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.links import RefMaker
+from gateway.signing import Grant, Signer
 from playlists.errors import PlaylistError
 from playlists.hls import PlaylistInfo, inspect, is_playlist, rewrite
 from playlists.urls import resolve
@@ -374,6 +376,45 @@ def test_rewriting_keeps_line_count_and_every_line_without_a_uri(segments, endin
             assert not absolute.startswith("http") or (
                 keep is not None and not written.startswith("/") and absolute.startswith(keep)
             )
+
+
+_CDN = "https://cdn.example/vod/title/"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(
+        st.text(alphabet=st.sampled_from("ab0._-~%$?=&/ #\\{}"), min_size=0, max_size=8),
+        min_size=1,
+        max_size=12,
+    ),
+    stray=st.sampled_from(["", "https://other.example/x/", "rel/", "HTTPS://cdn.example/vod/title/"]),
+    key=st.booleans(),
+    ending=st.sampled_from(["\n", "\r\n"]),
+)
+def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
+    names, stray, key, ending
+):
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
+    if key:
+        lines.append('#EXT-X-KEY:METHOD=AES-128,URI="https://keys.example/k/1.key"')
+    for index, name in enumerate(names):
+        lines += ["#EXTINF:4,", (stray if index == 1 and stray else _CDN) + name]
+    body = ending.join(lines).encode() + ending.encode()
+
+    def refs() -> RefMaker:
+        return RefMaker(Signer(b"test-secret-0123456789"), Grant("https://cdn.example/"), "../")
+
+    one_pass = refs()
+    expected = rewrite(body, base_url=_CDN + "index.m3u8", keep_relative_inside=_CDN, make_ref=refs())
+    got = rewrite(
+        body,
+        base_url=_CDN + "index.m3u8",
+        keep_relative_inside=_CDN,
+        make_ref=one_pass,
+        directory_ref=one_pass.directory,
+    )
+    assert got == expected
 
 
 # --- corpus --------------------------------------------------------------------------------
