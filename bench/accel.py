@@ -27,6 +27,8 @@ from bench.common import (
     report,
     save,
     workdir,
+    wrk,
+    wrk_options,
 )
 from bench.peers import (
     PeerNginx,
@@ -35,7 +37,6 @@ from bench.peers import (
     load_note,
     print_latency,
     render_front_site,
-    wrk_run,
 )
 
 SEGMENT = "seg_003.ts"
@@ -52,10 +53,7 @@ def check_front_segment(url: str, expected: bytes) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_options()
     args = parser.parse_args()
     ensure_tools()
     before = load_note("before")
@@ -125,7 +123,7 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
     links = warm(servers, expected)
 
     def run(url: str) -> Callable[[], dict[str, float]]:
-        return lambda: wrk_run(url, connections=args.connections, seconds=args.seconds)
+        return lambda: wrk(url, connections=args.connections, seconds=args.seconds)
 
     segments = alternate(
         {

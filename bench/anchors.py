@@ -30,6 +30,8 @@ from bench.common import (
     report,
     save,
     workdir,
+    wrk,
+    wrk_options,
 )
 from bench.peers import (
     HlsProxy,
@@ -41,7 +43,6 @@ from bench.peers import (
     print_latency,
     print_ratios,
     written_uri,
-    wrk_run,
 )
 
 SEGMENT = "seg_003.ts"
@@ -89,10 +90,7 @@ def start_mediaflow(work: Path, origin: str, stack: contextlib.ExitStack) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_options()
     args = parser.parse_args()
     ensure_tools()
     before = load_note("before")
@@ -130,7 +128,7 @@ def run_workloads(
     segments: dict[str, str], playlists: dict[str, str], args: argparse.Namespace
 ) -> dict[str, object]:
     def run(url: str) -> Callable[[], dict[str, float]]:
-        return lambda: wrk_run(url, connections=args.connections, seconds=args.seconds)
+        return lambda: wrk(url, connections=args.connections, seconds=args.seconds)
 
     hits = alternate({name: run(url) for name, url in segments.items()}, args.rounds)
     lists = alternate({name: run(url) for name, url in playlists.items()}, args.rounds)

@@ -6,6 +6,7 @@ workload in the same run, alternating A, B, A, B, and prints absolute figures an
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -203,24 +204,43 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def wrk(url: str, *, connections: int = 32, seconds: int = 5) -> dict[str, float]:
-    """Requests per second and latency percentiles (ms) from `wrk --latency`."""
+def wrk(
+    url: str, *, threads: int = 1, connections: int = 32, seconds: int = 5, timeout: int = 10
+) -> dict[str, float]:
+    """Requests per second, latency percentiles (ms), non-2xx answers, socket errors and
+    bytes per response from `wrk --latency`. The timeout is longer than wrk's 2 s default,
+    which drops slower requests without counting them and so hides slow servers."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
+         "--latency", url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    result = {"rps": rps}
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    result = {"rps": float(match.group(1)) if match else 0.0}
     for pct in ("50", "90", "99"):
-        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
-        if match:
-            value, unit = float(match.group(1)), match.group(2)
-            result[f"p{pct}_ms"] = (
-                value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-            )
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["errors"] = float(errors.group(1)) if errors else 0.0
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\b", out, re.MULTILINE)
+        if found:
+            value, unit = float(found.group(1)), found.group(2)
+            result[f"p{pct}_ms"] = value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = float(non2xx.group(1)) if non2xx else 0.0
+    # Bytes per response: a server answering fast with short bodies would look fast.
+    read = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)([KMGT]?B) read", out)
+    if read and int(read.group(1)):
+        scale = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}[read.group(3)]
+        result["bytes_per_response"] = float(read.group(2)) * scale / int(read.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = float(sum(map(int, sock.groups()))) if sock else 0.0
     return result
+
+
+def wrk_options(connections: int = 32) -> argparse.ArgumentParser:
+    """The options every load benchmark takes."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
+    parser.add_argument("--connections", type=int, default=connections)
+    return parser
 
 
 def alternate(runs: dict[str, object], rounds: int = 2) -> dict[str, list[dict[str, float]]]:

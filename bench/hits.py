@@ -5,7 +5,6 @@ python -m bench.hits [--seconds 5] [--connections 32]
 
 from __future__ import annotations
 
-import argparse
 import urllib.request
 from collections.abc import Callable
 
@@ -20,13 +19,12 @@ from bench.common import (
     static_nginx,
     workdir,
     wrk,
+    wrk_options,
 )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = wrk_options()
     args = parser.parse_args()
     ensure_tools()
     with workdir() as work:
@@ -54,13 +52,15 @@ def main() -> None:
                     "nginx static": run(f"{origin}/seg_003.ts"),
                     "gateway RAM hit": run(segment),
                     "gateway disk hit": run(disk_segment),
-                }
+                },
+                args.rounds,
             )
             playlists = alternate(
                 {
                     "nginx raw playlist": run(f"{origin}/long.m3u8"),
                     "gateway rewritten playlist": run(playlist),
-                }
+                },
+                args.rounds,
             )
             print(
                 f"\nsegment {size:,} bytes; playlist 1,000 segments; wrk -t1 -c{args.connections} -d{args.seconds}s"

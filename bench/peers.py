@@ -30,36 +30,6 @@ HLS_PROXY_VERSION = "3.6.6"
 MEDIAFLOW_REDIS = "redis://127.0.0.1:6379/14"
 
 
-def wrk_run(
-    url: str, *, threads: int = 1, connections: int = 32, seconds: int = 5, timeout: int = 10
-) -> dict[str, float]:
-    """Like common.wrk, with threads, a longer timeout (wrk drops requests slower than its
-    2 s default without counting them, which hides slow peers) and socket errors counted."""
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
-         "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    result = {"rps": float(match.group(1)) if match else 0.0}
-    for pct in ("50", "90", "99"):
-        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\b", out, re.MULTILINE)
-        if found:
-            value, unit = float(found.group(1)), found.group(2)
-            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-            result[f"p{pct}_ms"] = value * scale
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["errors"] = float(non2xx.group(1)) if non2xx else 0.0
-    # Bytes per response: a server answering fast with short bodies would look fast.
-    read = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)([KMGT]?B) read", out)
-    if read and int(read.group(1)):
-        scale = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}[read.group(3)]
-        result["bytes_per_response"] = float(read.group(2)) * scale / int(read.group(1))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    result["socket_errors"] = float(sum(map(int, sock.groups()))) if sock else 0.0
-    return result
-
-
 def get(url: str, timeout: float = 30) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and headers of one GET (errors included: callers check the status)."""
     try:

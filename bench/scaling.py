@@ -29,6 +29,8 @@ from bench.common import (
     report,
     save,
     workdir,
+    wrk,
+    wrk_options,
 )
 from bench.peers import (
     PeerNginx,
@@ -39,7 +41,6 @@ from bench.peers import (
     load_note,
     print_latency,
     print_ratios,
-    wrk_run,
 )
 
 SEGMENT = "seg_003.ts"
@@ -64,10 +65,7 @@ def warm(url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
-    parser.add_argument("--connections", type=int, default=64)
+    parser = wrk_options(connections=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     ensure_tools()
@@ -111,7 +109,7 @@ def bench(
     def run(name: str, url: str, pids: Callable[[], list[int]]) -> Callable[[], dict[str, float]]:
         def once() -> dict[str, float]:
             before = {pid: cpu_seconds(pid) for pid in pids()}
-            result = wrk_run(
+            result = wrk(
                 url, threads=args.threads, connections=args.connections, seconds=args.seconds
             )
             used = [cpu_seconds(pid) - start for pid, start in before.items()]

@@ -11,6 +11,7 @@ from cachetools import TLRUCache
 from gateway.errors import UpstreamError
 from gateway.fetcher import Manifest
 from gateway.links import Links
+from gateway.recent import put_newest
 from gateway.settings import Settings
 from gateway.signing import Grant
 from gateway.sniff import DASH_TYPE, HLS_TYPE
@@ -67,13 +68,6 @@ class ManifestService:
     def clear(self) -> None:
         """Forget every rewritten copy (the next request of each is fetched again)."""
         self._fresh.clear()
-
-    def _remember(self, request_key: str, rewritten: Rewritten) -> None:
-        fresh = self._fresh
-        fresh.pop(request_key, None)
-        while len(fresh) >= self._fresh_max:
-            del fresh[next(iter(fresh))]
-        fresh[request_key] = (time.monotonic() + rewritten.ttl, rewritten)
 
     def fallback(self, request_key: str) -> Rewritten | None:
         """The last good copy of a live playlist, while it is younger than a target duration.
@@ -133,7 +127,8 @@ class ManifestService:
             raise UpstreamError(f"unusable manifest: {_one_line(exc)}") from None
         rewritten = Rewritten(body, content_type, ttl, _etag(body), fallback_ttl, immutable)
         if ttl > 0:
-            self._remember(request_key, rewritten)
+            expiry = time.monotonic() + rewritten.ttl
+            put_newest(self._fresh, request_key, (expiry, rewritten), self._fresh_max)
         if fallback_ttl > 0:
             self._last_good[request_key] = rewritten
         return rewritten

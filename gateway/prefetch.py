@@ -30,6 +30,7 @@ from gateway.cache.segments import SegmentCache
 from gateway.errors import GatewayError
 from gateway.fetcher import Fetcher, MediaHead, Target
 from gateway.metrics import Metrics
+from gateway.recent import put_newest
 from gateway.settings import Settings
 from gateway.signing import Grant
 
@@ -101,8 +102,8 @@ class Prefetcher:
     def playlist_requested(self, playlist_url: str) -> None:
         """A client asked for a playlist that may be served from memory: keep its watch."""
         watch = self._watch(playlist_url)
-        if watch is not None and time.monotonic() - watch.last_seen >= _KEEP_EVERY:
-            self._keep(playlist_url, watch)
+        if watch is not None:
+            self._seen(playlist_url, watch)
 
     def segment_requested(self, url: str, name: str) -> None:
         """A client asked for `url`: move the VOD cursor and warm what follows."""
@@ -115,8 +116,7 @@ class Prefetcher:
         watch = self._watch(playlist_url) if playlist_url else None
         if watch is None or playlist_url is None:
             return
-        if time.monotonic() - watch.last_seen >= _KEEP_EVERY:
-            self._keep(playlist_url, watch)
+        self._seen(playlist_url, watch)
         if watch.live:
             return
         with contextlib.suppress(ValueError):
@@ -125,11 +125,7 @@ class Prefetcher:
             self._warm(watch, watch.segments[position + 1 : position + 1 + self._depth])
 
     def _settle(self, url: str) -> None:
-        settled = self._settled
-        settled.pop(url, None)
-        while len(settled) >= _MAX_SETTLED:
-            del settled[next(iter(settled))]
-        settled[url] = time.monotonic()
+        put_newest(self._settled, url, time.monotonic(), _MAX_SETTLED)
 
     def evicted(self, names: list[str]) -> None:
         for name in names:
@@ -153,11 +149,12 @@ class Prefetcher:
 
     def _keep(self, playlist_url: str, watch: Watch) -> None:
         watch.last_seen = time.monotonic()
-        watches = self._watches
-        watches.pop(playlist_url, None)  # re-inserted last: the oldest keep stays first
-        while len(watches) >= _MAX_WATCHES:
-            del watches[next(iter(watches))]
-        watches[playlist_url] = watch
+        put_newest(self._watches, playlist_url, watch, _MAX_WATCHES)
+
+    def _seen(self, playlist_url: str, watch: Watch) -> None:
+        """A client asked for the playlist or one of its segments: restart its idle timer."""
+        if time.monotonic() - watch.last_seen >= _KEEP_EVERY:
+            self._keep(playlist_url, watch)
 
     def _warm(self, watch: Watch, urls: list[str]) -> None:
         now = time.monotonic()

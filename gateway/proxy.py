@@ -20,6 +20,7 @@ from gateway.links import PREFIX, open_token
 from gateway.manifests import ManifestService
 from gateway.metrics import Metrics
 from gateway.prefetch import Prefetcher
+from gateway.recent import put_newest
 from gateway.serve import (
     accel_response,
     hit_response,
@@ -43,8 +44,8 @@ class _Route:
 
     grant: Grant
     rest: str
-    upstream_url: str
-    whole_name: str  # the cache name of the whole object
+    url: str  # upstream
+    name: str  # the cache name of the whole object
     expires: float  # when the grant does (unix time)
 
 
@@ -75,12 +76,7 @@ class ProxyHandler:
         route = self._routes.get(raw)
         if route is None or route.expires <= time.time():
             route = self._route(raw)
-        grant, rest, upstream_url, whole_name = (
-            route.grant,
-            route.rest,
-            route.upstream_url,
-            route.whole_name,
-        )
+        grant, rest, upstream_url, whole_name = route.grant, route.rest, route.url, route.name
         cached = self._manifests.cached(raw)
         if cached is not None:
             self._prefetcher.playlist_requested(upstream_url)
@@ -162,12 +158,9 @@ class ProxyHandler:
         entry = self._cache.recent(name)
         if entry is None or entry.status != 200:
             return None
-        item = self._cache.memory.get(name)
+        item = self._cache.held(name)
         if item is None:
-            mapped = self._cache.mapped.get(name)
-            if mapped is None:
-                return None
-            item = self._cache.memory.offer(name, mapped) or mapped
+            return None
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         return memory_response(request, entry, item)
@@ -181,11 +174,7 @@ class ProxyHandler:
             location = self._accel_prefix + self._cache.store.relative_of(entry.name)
             return accel_response(entry, location)
         if entry.status == 200:
-            item = self._cache.memory.get(entry.name)
-            if item is None:
-                mapped = self._cache.mapped.open(entry.name, path, entry.size)
-                if mapped is not None:
-                    item = self._cache.memory.offer(entry.name, mapped) or mapped
+            item = self._cache.held(entry.name, path, entry.size)
             if item is not None:
                 return memory_response(request, entry, item)
         return await hit_response(entry, path)
@@ -236,11 +225,7 @@ class ProxyHandler:
             storage_name(self._fetcher.key_for(upstream_url)),
             math.inf if grant.expires is None else float(grant.expires),
         )
-        routes = self._routes
-        routes.pop(raw, None)
-        if len(routes) >= _ROUTES_REMEMBERED:
-            del routes[next(iter(routes))]
-        routes[raw] = route
+        put_newest(self._routes, raw, route, _ROUTES_REMEMBERED)
         return route
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -54,7 +55,12 @@ def body_response(
 
 
 def _writes_by_reference() -> bool:
-    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    return _queues_by_reference(type(asyncio.get_running_loop()))
+
+
+@functools.cache
+def _queues_by_reference(loop_type: type) -> bool:
+    return loop_type.__module__.startswith("uvloop")
 
 
 class BodyResponse(web.StreamResponse):

@@ -61,6 +61,7 @@ _URI_LINES = re.compile(r"\n[^#\n][^\n]*")
 # URI lines reduced to what follows their shared directory: a name with no `/`, then maybe a
 # query; nothing a player or `resolve` would read differently from the plain text.
 _FLAT_NAMES = re.compile(r"(?:\n[^\s/?#{}\\]+(?:\?[^\s#]*)?)+")
+# Written in lower case: the fast paths take only these spellings, `_is_http` any case.
 _HTTP = ("http://", "https://")
 _WHITESPACE = " \t\r\f\v"
 # Tags that need a look even without `URI` in them.
@@ -161,7 +162,7 @@ def _one_absolute_directory(uri_lines: str) -> str | None:
     http(s), no dot segments, fragments or whitespace, and no `/` in any name."""
     first = uri_lines[1:].partition("\n")[0]
     head = first.partition("?")[0]
-    if not head.startswith(_ABSOLUTE_HTTP):
+    if not head.startswith(_HTTP):
         return None
     directory = head[: head.rfind("/") + 1]
     if directory.count("/") < 3 or "$" in directory:
@@ -229,9 +230,6 @@ def _uri_lines_all_plain(text: str, uri_lines: str) -> bool:
     return not any(bad in raw for bad in (b"/.", b"\n.", b"\n/", b"\n?"))
 
 
-_ABSOLUTE_HTTP = ("https://", "http://")
-
-
 def _is_http(url: str) -> bool:
     return url[:8].lower().startswith(_HTTP)
 
@@ -283,7 +281,7 @@ class _Rewriter:
                         changed = True
                     continue
             stripped = line.strip()
-            if fast_keep and not stripped.startswith(_ABSOLUTE_HTTP) and plain(stripped):
+            if fast_keep and not stripped.startswith(_HTTP) and plain(stripped):
                 continue
             new = self.uri(stripped)
             if new is not None:
@@ -391,7 +389,7 @@ class _Rewriter:
         meant = self.substituted(written)
         if meant is None:
             return None  # imported from a master we have not seen: the player's job
-        if meant.startswith(_ABSOLUTE_HTTP) and "/." not in meant and "#" not in meant:
+        if meant.startswith(_HTTP) and "/." not in meant and "#" not in meant:
             # Already what `resolve` would give back, character for character, and never
             # kept as written (only relative paths are).
             return self.make_ref(meant)

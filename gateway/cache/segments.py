@@ -13,7 +13,7 @@ from cachetools import TTLCache
 from gateway.cache.entry import Entry
 from gateway.cache.index import CacheIndex, IndexUnavailable, MemoryIndex, RedisIndex
 from gateway.cache.mapped import MappedFiles
-from gateway.cache.memory import MemoryTier
+from gateway.cache.memory import InMemory, MemoryTier
 from gateway.cache.store import DiskStore
 from gateway.settings import Settings
 
@@ -138,6 +138,18 @@ class SegmentCache:
             for hook in self.on_evict:
                 hook(evicted)
         return entry.name not in evicted
+
+    def held(self, name: str, path: Path | None = None, size: int = 0) -> InMemory | None:
+        """The object in memory: the RAM tier's copy, else a map of its file (made from
+        `path` when given, else only if already made). Every hit counts towards the RAM
+        tier's admission."""
+        item = self.memory.get(name)
+        if item is not None:
+            return item
+        mapped = self.mapped.get(name) if path is None else self.mapped.open(name, path, size)
+        if mapped is None:
+            return None
+        return self.memory.offer(name, mapped) or mapped
 
     def forget_hot(self, name: str) -> None:
         """Drop a purged object from the local maps, so it is not served a moment longer."""
