@@ -60,12 +60,8 @@ class SampleOffsets(Column):
         if chunks.typecode == "q" and in_file and min(in_file[:1] if self.ordered else in_file) < 0:
             raise RemuxError("corrupt MP4: a sample lies before the start of the file")
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SampleOffsets):
-            return NotImplemented
-        return (self.stsc, self.chunks, self._sizes) == (other.stsc, other.chunks, other._sizes)
-
-    __hash__ = None  # type: ignore[assignment]
+    def _state(self) -> tuple[object, ...]:
+        return self.stsc, self.chunks, self._sizes
 
     def _chunk_of(self, index: int) -> tuple[int, int]:
         """(chunk, samples before `index` in it)."""

@@ -80,11 +80,6 @@ class Track:
         return len(self.sizes)
 
     @property
-    def end_dts(self) -> int:
-        """Decode time just after the last sample."""
-        return self.dts.end
-
-    @property
     def nal_length_size(self) -> int:
         """Bytes in each NAL unit's length prefix (H.264 / H.265)."""
         if self.codec in ("avc1", "avc3") and len(self.config) > 4:
@@ -103,10 +98,6 @@ class Track:
             following = self.dts.span(first + 1, count + 1)
             end = max(end, *map(add, self.cts.span(first, count), following))
         return end / self.timescale
-
-    def duration_of(self, index: int) -> int:
-        times = self.dts.span(index, index + 2)
-        return times[1] - times[0]
 
 
 @dataclass(eq=True)

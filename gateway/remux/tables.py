@@ -56,6 +56,17 @@ class Column(Sequence[int]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} samples)"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Column) or type(other) is not type(self):
+            return NotImplemented
+        return self._state() == other._state()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _state(self) -> tuple[object, ...]:
+        """What equality compares: the tables the column is built from."""
+        raise NotImplementedError
+
     def span(self, first: int, end: int) -> Sequence[int]:
         """The values of samples [first, end), 0 <= first <= end <= len."""
         raise NotImplementedError
@@ -121,16 +132,8 @@ class DecodeTimes(Column):
         counts = array("q", map(sub, islice(self._starts, 1, None), self._starts))
         return counts, self._deltas[:-1]
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DecodeTimes):
-            return NotImplemented
-        return (self._starts, self._times, self._deltas) == (
-            other._starts,
-            other._times,
-            other._deltas,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
+    def _state(self) -> tuple[object, ...]:
+        return self._starts, self._times, self._deltas
 
     def _at(self, index: int) -> int:
         run = bisect_right(self._starts, index) - 1
@@ -204,12 +207,8 @@ class CompositionOffsets(Column):
         counts = array("q", map(sub, islice(self._starts, 1, None), self._starts))
         return counts, self._values
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CompositionOffsets):
-            return NotImplemented
-        return (self._starts, self._values) == (other._starts, other._values)
-
-    __hash__ = None  # type: ignore[assignment]
+    def _state(self) -> tuple[object, ...]:
+        return self._starts, self._values
 
     def _at(self, index: int) -> int:
         return self._values[bisect_right(self._starts, index) - 1]
@@ -262,12 +261,8 @@ class SyncSamples(Column):
             return None
         return array("q", map(add, self._keys, repeat(1)))
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SyncSamples):
-            return NotImplemented
-        return (self._count, self._keys) == (other._count, other._keys)
-
-    __hash__ = None  # type: ignore[assignment]
+    def _state(self) -> tuple[object, ...]:
+        return self._count, self._keys
 
     def _at(self, index: int) -> int:
         keys = self._keys

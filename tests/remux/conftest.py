@@ -101,11 +101,16 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
 # -- helpers the tests share ------------------------------------------------------------------
 
 
+def moov_of(data: bytes) -> bytes:
+    """The moov box of a whole file."""
+    moov = next(box for box in scan_top_level(data, 0, len(data)) if box.type == "moov")
+    return data[moov.offset : moov.offset + moov.size]
+
+
 def load(path: Path) -> tuple[bytes, Movie]:
     """A file's bytes and its parsed moov."""
     data = path.read_bytes()
-    moov = next(box for box in scan_top_level(data, 0, len(data)) if box.type == "moov")
-    return data, parse_moov(data[moov.offset : moov.offset + moov.size])
+    return data, parse_moov(moov_of(data))
 
 
 def reader(data: bytes, segment: Segment) -> Callable[[int, int], bytes]:
