@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import abstractmethod
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -11,42 +13,91 @@ from aiohttp.abc import AbstractAccessLogger
 from gateway.metrics import route_of
 
 
-class JsonAccessLogger(AbstractAccessLogger):
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        record = {
-            "remote": request.remote,
-            "method": request.method,
-            # Route family and file name only: the token and query may carry credentials.
-            "route": route_of(request.path),
-            "file": request.path.rsplit("/", 1)[-1][:120],
-            "status": response.status,
-            "bytes": response.body_length,
-            "seconds": round(time, 6),
-            "cache": response.headers.get("X-Cache"),
-            "request_id": response.headers.get("X-Request-Id"),
-            "user_agent": request.headers.get("User-Agent"),
-        }
-        self.logger.info(json.dumps(record, separators=(",", ":")))
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One answered request, as the logs tell it."""
 
+    remote: str | None
+    method: str
+    path: str
+    status: int
+    size: int
+    seconds: float
+    cache: str | None
+    request_id: str | None
+    user_agent: str | None
 
-class TextAccessLogger(AbstractAccessLogger):
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s /%s/…/%s" %d %d %.4fs %s %s',
+    @classmethod
+    def of(
+        cls, request: web.BaseRequest, response: web.StreamResponse, seconds: float
+    ) -> AccessRecord:
+        return cls(
             request.remote,
             request.method,
-            route_of(request.path),
-            request.path.rsplit("/", 1)[-1][:120],
+            request.path,
             response.status,
             response.body_length,
-            time,
-            response.headers.get("X-Cache", "-"),
-            response.headers.get("X-Request-Id", "-"),
+            seconds,
+            response.headers.get("X-Cache"),
+            response.headers.get("X-Request-Id"),
+            request.headers.get("User-Agent"),
+        )
+
+    @property
+    def route(self) -> str:
+        # Route family and file name only: the token and query may carry credentials.
+        return route_of(self.path)
+
+    @property
+    def file(self) -> str:
+        return self.path.rsplit("/", 1)[-1][:120]
+
+
+class GatewayAccessLogger(AbstractAccessLogger):
+    """Logs aiohttp's exchanges and the fast lane's (which has no aiohttp objects) alike."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.write(AccessRecord.of(request, response, time))
+
+    @abstractmethod
+    def write(self, record: AccessRecord) -> None: ...
+
+
+class JsonAccessLogger(GatewayAccessLogger):
+    def write(self, record: AccessRecord) -> None:
+        fields = {
+            "remote": record.remote,
+            "method": record.method,
+            "route": record.route,
+            "file": record.file,
+            "status": record.status,
+            "bytes": record.size,
+            "seconds": round(record.seconds, 6),
+            "cache": record.cache,
+            "request_id": record.request_id,
+            "user_agent": record.user_agent,
+        }
+        self.logger.info(json.dumps(fields, separators=(",", ":")))
+
+
+class TextAccessLogger(GatewayAccessLogger):
+    def write(self, record: AccessRecord) -> None:
+        self.logger.info(
+            '%s "%s /%s/…/%s" %d %d %.4fs %s %s',
+            record.remote,
+            record.method,
+            record.route,
+            record.file,
+            record.status,
+            record.size,
+            record.seconds,
+            record.cache or "-",
+            record.request_id or "-",
         )
 
 
 def access_logging(kind: str) -> dict[str, object]:
-    """Keyword arguments for `web.run_app`/`AppRunner` for the configured access log."""
+    """Keyword arguments for the app runner for the configured access log."""
     if kind == "off":
         return {"access_log": None}
     logger = logging.getLogger("gateway.access")

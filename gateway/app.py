@@ -16,6 +16,7 @@ from gateway.cache.index import CacheIndex, IndexUnavailable
 from gateway.cache.segments import SegmentCache
 from gateway.cache.shared_flight import FlightLocks
 from gateway.dash_hls import DashAsHls
+from gateway.fast_lane import FAST_LANE, FastLane
 from gateway.fetcher import Fetcher
 from gateway.links import AS_HLS_PREFIX, Links
 from gateway.manifests import ManifestService
@@ -129,6 +130,7 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
         accel_prefix=settings.accel_redirect_prefix,
         metrics=metrics,
     )
+    app[FAST_LANE] = FastLane(proxy.answer_now, front)
     api = LinksApi(links, settings.api_key)
     app.router.add_get("/p/{tail:.*}", proxy.handle)
     dash_as_hls = DashAsHls(fetcher, links, settings)

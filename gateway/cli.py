@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -240,18 +241,44 @@ def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
     loop = new_event_loop(settings.event_loop)
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    logging_options = access_logging(settings.access_log)
-    if sock is None:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            print=lambda _msg: log.info("serving on %s", settings.base_url),
-            loop=loop,
-            **logging_options,  # type: ignore[arg-type]
+    main = loop.create_task(_serve(app, settings, sock, access_logging(settings.access_log)))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        # Cancelling the server task runs its cleanup: in-flight requests get the
+        # runner's grace period, then the app's shutdown hooks run.
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(
+    app: web.Application,
+    settings: Settings,
+    sock: socket.socket | None,
+    runner_options: dict[str, object],
+) -> None:
+    """Serve `app` until a signal ends the process (SIGTERM/SIGINT raise GracefulExit)."""
+    from gateway.fast_lane import GatewayRunner
+
+    runner = GatewayRunner(app, handle_signals=True, **runner_options)  # type: ignore[arg-type]
+    await runner.setup()
+    try:
+        site: web.BaseSite = (
+            web.TCPSite(runner, settings.host, settings.port)
+            if sock is None
+            else web.SockSite(runner, sock)
         )
-    else:
-        web.run_app(app, sock=sock, print=None, loop=loop, **logging_options)  # type: ignore[arg-type]
+        await site.start()
+        if sock is None:
+            log.info("serving on %s", settings.base_url)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
 
 
 def _prepare_shared_metrics(settings: Settings) -> None:

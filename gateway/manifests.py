@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import TLRUCache
 
@@ -23,7 +24,7 @@ _DYNAMIC_MPD_TTL = 2.0
 _IMMUTABLE_SECONDS = 86_400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rewritten:
     body: bytes
     content_type: str
@@ -33,6 +34,13 @@ class Rewritten:
     fallback_ttl: float = 0.0
     # A finished VOD media playlist never changes: caches in front may keep it for a day.
     immutable: bool = False
+    _gzipped: bytes | None = field(default=None, repr=False, compare=False)
+
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed, made on first use and kept with the copy."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
 
     @property
     def cache_control(self) -> str:

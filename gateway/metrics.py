@@ -79,6 +79,11 @@ class Metrics:
             "Prefetched bytes evicted before any client asked for them.",
             registry=r,
         )
+        self.fast_answers = Counter(
+            "gateway_fast_answers",
+            "Requests answered from memory by the connection itself, without aiohttp's stack.",
+            registry=r,
+        )
         self.extractions = Counter(
             "gateway_extractions", "yt-dlp page extractions run.", registry=r
         )

@@ -44,6 +44,10 @@ class RequestIds:
         return f"{self._prefix}{self._next() & 0xFFFFFFFFFFFF:012x}"
 
 
+def allow_headers(allowed: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": allowed, "Access-Control-Expose-Headers": _EXPOSE}
+
+
 class Cors:
     """CORS for players on other origins: they send `Range` and read `Content-Range`."""
 
@@ -51,18 +55,20 @@ class Cors:
         self._any = "*" in settings.cors_origins
         self._allowed = frozenset(settings.cors_origins)
 
-    def allow_origin(self, request: web.BaseRequest) -> str | None:
+    @property
+    def any_origin(self) -> bool:
+        return self._any
+
+    def allow_origin(self, origin: str | None) -> str | None:
         if self._any:
             return "*"
-        origin = request.headers.get("Origin")
         return origin if origin in self._allowed else None
 
     def decorate(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
-        allowed = self.allow_origin(request)
+        allowed = self.allow_origin(request.headers.get("Origin"))
         if allowed is None:
             return
-        response.headers["Access-Control-Allow-Origin"] = allowed
-        response.headers["Access-Control-Expose-Headers"] = _EXPOSE
+        response.headers.update(allow_headers(allowed))
         if allowed != "*":
             response.headers.add("Vary", "Origin")
 
@@ -95,10 +101,7 @@ class FrontDoor:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        offered = request.headers.get("X-Request-Id")
-        request_id = (
-            offered if offered is not None and _REQUEST_ID_OK.match(offered) else self._ids.new()
-        )
+        request_id = self.request_id(request.headers.get("X-Request-Id"))
         REQUEST_ID.set(request_id)
         request["request_id"] = request_id
         if self.active >= self._limit:
@@ -133,9 +136,26 @@ class FrontDoor:
             response.headers["X-Request-Id"] = request_id
         self._cors.decorate(request, response)
 
+    @property
+    def cors(self) -> Cors:
+        return self._cors
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    def request_id(self, offered: str | None) -> str:
+        """The client's id when it is a sane one (to follow a request across hops), else new."""
+        if offered is not None and _REQUEST_ID_OK.match(offered):
+            return offered
+        return self._ids.new()
+
+    def count(self, raw_path: str, status: int) -> None:
+        self._metrics.count(self._metrics.requests, route_of(raw_path), str(status))
+
     def _counted(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         self._count(request, response.status)
         return response
 
     def _count(self, request: web.Request, status: int) -> None:
-        self._metrics.count(self._metrics.requests, route_of(request.raw_path), str(status))
+        self.count(request.raw_path, status)

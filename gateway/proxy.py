@@ -22,10 +22,14 @@ from gateway.metrics import Metrics
 from gateway.prefetch import Prefetcher
 from gateway.recent import put_newest
 from gateway.serve import (
-    accel_response,
+    Answer,
+    Conditions,
+    accel_answer,
+    as_response,
     hit_response,
+    manifest_answer,
     manifest_response,
-    memory_response,
+    memory_answer,
     stream_response,
 )
 from gateway.signing import Grant, Signer
@@ -77,17 +81,12 @@ class ProxyHandler:
         if route is None or route.expires <= time.time():
             route = self._route(raw)
         grant, rest, upstream_url, whole_name = route.grant, route.rest, route.url, route.name
-        cached = self._manifests.cached(raw)
-        if cached is not None:
-            self._prefetcher.playlist_requested(upstream_url)
-            self._metrics.count(self._metrics.cache_results, "playlist", "HIT")
-            return manifest_response(request, cached, "HIT")
+        held = self._from_memory(raw, route, Conditions.of(request))
+        if held is not None:
+            return as_response(held)
+        self._prefetcher.segment_requested(upstream_url, whole_name)
 
         range_header = _usable_range(request.headers.get("Range"))
-        self._prefetcher.segment_requested(upstream_url, whole_name)
-        hot = self._memory_hit(request, whole_name)
-        if hot is not None:
-            return hot
         if range_header is not None:
             # A cached whole object answers any range itself.
             whole = await self._cache.lookup(whole_name)
@@ -136,9 +135,10 @@ class ProxyHandler:
     ) -> web.StreamResponse:
         """An object the gateway makes itself (a segment cut from a file), cached like any."""
         name = storage_name(key)
-        hot = self._memory_hit(request, name)
-        if hot is not None:
-            return hot
+        if self._accel_prefix is None:
+            held = self._held_segment(name, Conditions.of(request))
+            if held is not None:
+                return as_response(held)
         hit = await self._cache.lookup(name)
         if hit is not None:
             return await self._hit(request, *hit)
@@ -150,20 +150,43 @@ class ProxyHandler:
         self._metrics.count(self._metrics.cache_results, "segment", state)
         return await stream_response(request, joined)
 
-    def _memory_hit(self, request: web.Request, name: str) -> web.StreamResponse | None:
-        """The hottest path: an object the index vouched for moments ago, held in memory or
-        already mapped: no I/O, no await."""
-        if self._accel_prefix is not None:
+    def answer_now(self, raw_path: str, conditions: Conditions) -> Answer | None:
+        """The answer if it is in memory and the path was verified before; else None, and
+        the request takes the full path (which verifies it)."""
+        route = self._routes.get(raw_path)
+        if route is None or route.expires <= time.time():
             return None
+        return self._from_memory(raw_path, route, conditions)
+
+    def _from_memory(self, raw: str, route: _Route, conditions: Conditions) -> Answer | None:
+        """A cached rewritten playlist, or a segment the index vouched for moments ago and
+        held in memory or already mapped: no I/O, no await."""
+        cached = self._manifests.cached(raw)
+        if cached is not None:
+            self._prefetcher.playlist_requested(route.url)
+            self._metrics.count(self._metrics.cache_results, "playlist", "HIT")
+            return manifest_answer(cached, "HIT", conditions)
+        held = self._held_segment(route.name, conditions)
+        if held is not None:
+            self._prefetcher.segment_requested(route.url, route.name)
+        return held
+
+    def _held_segment(self, name: str, conditions: Conditions) -> Answer | None:
         entry = self._cache.recent(name)
         if entry is None or entry.status != 200:
             return None
-        item = self._cache.held(name)
-        if item is None:
-            return None
+        if self._accel_prefix is not None:
+            if not self._cache.still_on_disk(entry):
+                return None
+            answer = accel_answer(entry, self._accel_prefix + self._cache.store.relative_of(name))
+        else:
+            item = self._cache.held(name)
+            if item is None:
+                return None
+            answer = memory_answer(entry, item, conditions)
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
-        return memory_response(request, entry, item)
+        return answer
 
     async def _hit(
         self, request: web.Request, entry: Entry, path: Path
@@ -172,11 +195,11 @@ class ProxyHandler:
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         if self._accel_prefix is not None and entry.status == 200:
             location = self._accel_prefix + self._cache.store.relative_of(entry.name)
-            return accel_response(entry, location)
+            return as_response(accel_answer(entry, location))
         if entry.status == 200:
             item = self._cache.held(entry.name, path, entry.size)
             if item is not None:
-                return memory_response(request, entry, item)
+                return as_response(memory_answer(entry, item, Conditions.of(request)))
         return await hit_response(entry, path)
 
     async def _join(self, target: Target) -> Joined:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
@@ -20,6 +21,8 @@ from gateway.manifests import Rewritten
 log = logging.getLogger("gateway.serve")
 
 SEGMENT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# Manifests smaller than this go out as they are: compressing them saves less than it costs.
+COMPRESS_ABOVE = 4096
 
 
 async def hit_response(entry: Entry, path: Path) -> web.StreamResponse:
@@ -49,12 +52,12 @@ BODY_SLICE = 256 * 1024
 def body_response(
     body: bytes | memoryview, *, status: int = 200, headers: dict[str, str]
 ) -> web.StreamResponse:
-    if len(body) <= BODY_SLICE or _writes_by_reference():
+    if len(body) <= BODY_SLICE or writes_by_reference():
         return web.Response(body=body, status=status, headers=headers)
     return BodyResponse(body, status=status, headers=headers)
 
 
-def _writes_by_reference() -> bool:
+def writes_by_reference() -> bool:
     return _queues_by_reference(type(asyncio.get_running_loop()))
 
 
@@ -83,9 +86,41 @@ class BodyResponse(web.StreamResponse):
         return writer
 
 
-def memory_response(
-    request: web.BaseRequest, entry: Entry, item: InMemory
-) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """The request headers an answer from memory depends on."""
+
+    if_none_match: str = ""
+    range: str | None = None
+    accept_encoding: str = ""
+
+    @classmethod
+    def of(cls, request: web.BaseRequest) -> Conditions:
+        headers = request.headers
+        return cls(
+            headers.get("If-None-Match", ""),
+            headers.get("Range"),
+            headers.get("Accept-Encoding", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response decided without I/O. The full stack wraps it in an aiohttp response; the
+    fast lane writes it straight to the socket. One source for both, so they cannot differ."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | memoryview = b""
+
+
+def as_response(answer: Answer) -> web.StreamResponse:
+    if not answer.body:
+        return web.Response(status=answer.status, headers=answer.headers)
+    return body_response(answer.body, status=answer.status, headers=answer.headers)
+
+
+def memory_answer(entry: Entry, item: InMemory, conditions: Conditions) -> Answer:
     """A hit held in memory (the RAM tier, or a mapped file), with validators and ranges."""
     body = item.body
     headers = {
@@ -96,18 +131,18 @@ def memory_response(
         "ETag": item.etag,
         "Last-Modified": item.last_modified,
     }
-    if item.etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    wanted = request.headers.get("Range")
+    if item.etag in conditions.if_none_match:
+        return Answer(304, headers)
+    wanted = conditions.range
     if wanted is None:
-        return body_response(body, headers=headers)
+        return Answer(200, headers, body)
     span = _byte_span(wanted, len(body))
     if span is None:
         headers["Content-Range"] = f"bytes */{len(body)}"
-        return web.Response(status=416, headers=headers)
+        return Answer(416, headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-    return body_response(body[start : end + 1], status=206, headers=headers)
+    return Answer(206, headers, body[start : end + 1])
 
 
 def _byte_span(value: str, size: int) -> tuple[int, int] | None:
@@ -122,15 +157,16 @@ def _byte_span(value: str, size: int) -> tuple[int, int] | None:
     return (start, end) if start < size and start <= end else None
 
 
-def accel_response(entry: Entry, location: str) -> web.Response:
+def accel_answer(entry: Entry, location: str) -> Answer:
     """A hit for nginx to send itself (`X-Accel-Redirect`): sendfile, Range and HEAD in C."""
-    return web.Response(
-        headers={
+    return Answer(
+        200,
+        {
             "X-Accel-Redirect": location,
             "Content-Type": entry.content_type,
             "Cache-Control": SEGMENT_CACHE_CONTROL,
             "X-Cache": "HIT",
-        }
+        },
     )
 
 
@@ -171,16 +207,48 @@ async def stream_response(request: web.Request, joined: Joined) -> web.StreamRes
     return response
 
 
-def manifest_response(request: web.Request, rewritten: Rewritten, cache_state: str) -> web.Response:
+def manifest_answer(rewritten: Rewritten, cache_state: str, conditions: Conditions) -> Answer:
     headers = {
         "Content-Type": rewritten.content_type,
         "Cache-Control": rewritten.cache_control,
         "ETag": rewritten.etag,
         "X-Cache": cache_state,
     }
-    if rewritten.etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    response = web.Response(body=rewritten.body, headers=headers)
-    if len(rewritten.body) > 4096:
-        response.enable_compression()
-    return response
+    body = rewritten.body
+    gzipped = False
+    if len(body) > COMPRESS_ABOVE:
+        # Caches in front must keep the two encodings apart.
+        headers["Vary"] = "Accept-Encoding"
+        if accepts_gzip(conditions.accept_encoding):
+            # The compressed bytes are another representation: a weak validator, as nginx
+            # gives them.
+            headers["ETag"] = "W/" + rewritten.etag
+            headers["Content-Encoding"] = "gzip"
+            gzipped = True
+    if rewritten.etag in conditions.if_none_match:
+        return Answer(304, headers)
+    # Compressed once per rewritten copy, not once per request.
+    return Answer(200, headers, rewritten.gzipped() if gzipped else body)
+
+
+def manifest_response(request: web.Request, rewritten: Rewritten, cache_state: str) -> web.Response:
+    answer = manifest_answer(rewritten, cache_state, Conditions.of(request))
+    return web.Response(status=answer.status, body=answer.body or None, headers=answer.headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether `Accept-Encoding` admits gzip (RFC 9110 12.5.3: a zero weight refuses it)."""
+    if "gzip" not in accept_encoding:
+        return False
+    for part in accept_encoding.lower().split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip() not in ("gzip", "x-gzip"):
+            continue
+        weight = params.strip()
+        if not weight.startswith("q="):
+            return True
+        try:
+            return float(weight[2:]) > 0
+        except ValueError:
+            return False
+    return False

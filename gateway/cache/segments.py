@@ -89,10 +89,7 @@ class SegmentCache:
                 return None
             self._hot[name] = entry
         path = self.store.path_of(name)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = None
+        size = _size_of(path)
         if size != entry.size:
             # Evicted by another worker, cleaned or cut behind our back: a miss, never a
             # wrong body, and the entry goes so the refetch can replace it.
@@ -138,6 +135,10 @@ class SegmentCache:
             for hook in self.on_evict:
                 hook(evicted)
         return entry.name not in evicted
+
+    def still_on_disk(self, entry: Entry) -> bool:
+        """Whether the committed file is there whole (another node may have evicted it)."""
+        return _size_of(self.store.path_of(entry.name)) == entry.size
 
     def held(self, name: str, path: Path | None = None, size: int = 0) -> InMemory | None:
         """The object in memory: the RAM tier's copy, else a map of its file (made from
@@ -219,3 +220,10 @@ def new_entry(
         last_modified=last_modified,
         stored_at=time.time(),
     )
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

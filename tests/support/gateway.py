@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from gateway.access_log import access_logging
 from gateway.app import GATEWAY, Gateway, create_app
 from gateway.cache.index import CacheIndex, MemoryIndex, RedisIndex
+from gateway.fast_lane import GatewayRunner
 from gateway.settings import Settings
 from gateway.signing import Headers
 
@@ -67,7 +69,14 @@ async def make_index(index_kind: str, redis_url: str) -> AsyncIterator[Callable[
 async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     runners: list[web.AppRunner] = []
 
-    async def start(index: CacheIndex | None = None, **overrides: object) -> RunningGateway:
+    async def start(
+        index: CacheIndex | None = None,
+        *,
+        fast_lane: bool = True,
+        access_log: str = "off",
+        **overrides: object,
+    ) -> RunningGateway:
+        """`fast_lane=False` serves through aiohttp's own runner only (the reference)."""
         values: dict[str, object] = {
             "cache_dir": tmp_path / f"cache-{len(runners)}",
             "secret": "test-secret-0123456789abcdef",
@@ -77,7 +86,8 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         values.update(overrides)
         settings = Settings(**values)  # type: ignore[arg-type]
         app = create_app(settings, index=index)
-        runner = web.AppRunner(app, access_log=None)
+        runner_class = GatewayRunner if fast_lane else web.AppRunner
+        runner = runner_class(app, **access_logging(access_log))  # type: ignore[arg-type]
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
