@@ -1,6 +1,7 @@
 """The shipped nginx/ config in front of real gateways: hits sent by nginx, nodes by hash."""
 
 import asyncio
+import gzip
 import re
 import uuid
 
@@ -64,6 +65,43 @@ async def test_playlists_are_cached_by_nginx_for_their_own_lifetime(make_gateway
                 assert response.status == 200
                 states.append(response.headers["X-Edge-Cache"])
     assert states == ["MISS", "HIT", "HIT"]
+
+
+async def test_a_big_playlist_is_cached_once_and_compressed_by_nginx_per_client(
+    make_gateway, origin, nginx
+):
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2"]
+    lines += [f"#EXTINF:2.0,\nseg_{n:05d}.ts" for n in range(400)] + ["#EXT-X-ENDLIST"]
+    origin.set_file("/big/index.m3u8", ("\n".join(lines) + "\n").encode())
+    gw = await make_gateway()
+    nginx.start(nginx.write([host_port(gw.base_url)], gw.settings.cache_dir))
+    front = nginx.base_url + gw.mint(origin.base_url + "/big/index.m3u8")[len(gw.base_url) :]
+    asks = ["gzip", "identity", None, "gzip, deflate, br", None, "identity"]
+    answers = []
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        for accept in asks:
+            headers = {"Accept-Encoding": accept} if accept else {"Accept-Encoding": ""}
+            async with session.get(front, headers=headers) as response:
+                assert response.status == 200
+                answers.append(
+                    (
+                        response.headers.get("Content-Encoding"),
+                        response.headers["X-Edge-Cache"],
+                        await response.read(),
+                    )
+                )
+        async with session.get(gw.base_url + "/metrics") as response:
+            metrics = await response.text()
+    identity = answers[1][2]
+    assert identity.startswith(b"#EXTM3U") and identity.count(b"seg_") == 400
+    for accept, (encoding, _, body) in zip(asks, answers, strict=True):
+        if accept and "gzip" in accept:
+            assert encoding == "gzip" and gzip.decompress(body) == identity
+        else:
+            assert encoding is None and body == identity
+    # One copy in nginx's cache serves every encoding: the gateway was asked once.
+    assert [state for _, state, _ in answers] == ["MISS"] + ["HIT"] * 5
+    assert 'gateway_requests_total{route="p",status="200"} 1.0' in metrics
 
 
 async def test_two_nodes_behind_consistent_hashing_fetch_each_segment_once(
