@@ -281,7 +281,8 @@ class Fetcher:
         chunks: AsyncIterator[bytes],
         claim: Claim | None = None,
     ) -> None:
-        fill = flight.fill = Fill(self._cache.store.new_temp(), readers=flight.waiting)
+        temp, fd = self._cache.temp_files.take()
+        fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd)
         if first:
             fill.append(first)
         flight.head.set_result(head)
@@ -292,6 +293,10 @@ class Fetcher:
         too_big = self._cache.max_object_bytes
         try:
             async for chunk in chunks:
+                # Readers first: a chunk already buffered from upstream comes back without a
+                # suspension, so without this a fast origin's whole body would be written to
+                # disk before any waiting client was sent its first byte.
+                await asyncio.sleep(0)
                 fill.append(chunk)
                 if fill.written > too_big and fill.readers == 0:
                     # Not going to be cached and nobody is reading: stop downloading it.

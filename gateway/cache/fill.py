@@ -31,7 +31,8 @@ RECENT_BYTES = 1024 * 1024
 class Fill:
     """A temp file that grows; `done` once the body is complete (or `error` is set)."""
 
-    def __init__(self, temp: Path, readers: int = 0) -> None:
+    def __init__(self, temp: Path, readers: int = 0, fd: int | None = None) -> None:
+        """`fd`: `temp` already created and open (else it is created here)."""
         self.temp = temp
         self.written = 0
         self.done = False
@@ -44,6 +45,9 @@ class Fill:
         self._recent: deque[tuple[int, bytes]] = deque()  # (offset, chunk), oldest first
         self._recent_bytes = 0
         self._changed = asyncio.Event()
+        if fd is not None:
+            self._fd = fd
+            return
         try:
             self._fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:

@@ -6,6 +6,7 @@ import os
 from gateway.cache.entry import Entry
 from gateway.cache.segments import SegmentCache
 from gateway.settings import Settings
+from tests.support.gateway import fill_temps
 
 
 def entry(name: str, size: int) -> Entry:
@@ -122,4 +123,4 @@ async def test_concurrent_fills_racing_evictions_keep_disk_and_index_in_agreemen
     names = await gw.state.cache.index.names()
     assert indexed == on_disk <= budget
     assert indexed == sum([(await gw.state.cache.index.get(n)).size for n in names])
-    assert not any(store.tmp.iterdir())  # no temp file left behind
+    assert not fill_temps(gw.state.cache)  # no temp file left behind

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from gateway.cache.keys import storage_name
+from tests.support.gateway import fill_temps
 from tests.support.ports import free_port
 
 SEG = "/ts/seg_000.ts"
@@ -75,7 +76,8 @@ async def entry_for(gw, upstream_url: str):
 
 
 def temp_files(gw) -> list[str]:
-    return sorted(p.name for p in gw.state.cache.store.tmp.iterdir())
+    """Temp files of fills (the empty ones made ahead for the next fills do not count)."""
+    return sorted(p.name for p in fill_temps(gw.state.cache))
 
 
 # -- everyone else ----------------------------------------------------------------------------
@@ -486,7 +488,8 @@ async def test_kill_9_during_a_fill_leaves_nothing_partial_behind(
     finally:
         if process.poll() is None:
             process.kill()
-    assert [p.stat().st_size > 0 for p in leftovers] == [True]
+    # The fill's temp file, beside the empty ones made ahead for the next fills.
+    assert [p.stat().st_size > 0 for p in leftovers].count(True) == 1
     assert not any((cache_dir / "objects").rglob("*.json"))
 
     origin.unbehave(SEG)

@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.gateway import fill_temps
+
 SEGMENTS = [f"/ts/seg_00{i}.ts" for i in range(4)] + [f"/fmp4/seg_00{i}.m4s" for i in range(4)]
 PLAYLISTS = ["/ts/index.m3u8", "/fmp4/index.m3u8", "/master/master.m3u8"]
 
@@ -106,7 +108,7 @@ async def soak(gw, origin, media, *, clients: int, seconds: float) -> dict:
         "origin_requests": len(origin.requests),
         "cache_entries": entries,
         "corrupt_entries": corrupt,
-        "temp_files": sorted(p.name for p in gw.state.cache.store.tmp.iterdir()),
+        "temp_files": sorted(p.name for p in fill_temps(gw.state.cache)),
         "rss_warm": rss_warm,
         "rss_end": rss_end,
     }

@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.access_log import access_logging
 from gateway.app import GATEWAY, Gateway, create_app
 from gateway.cache.index import CacheIndex, MemoryIndex, RedisIndex
+from gateway.cache.segments import SegmentCache
 from gateway.fast_lane import GatewayRunner
 from gateway.settings import Settings
 from gateway.signing import Headers
@@ -98,3 +99,9 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+def fill_temps(cache: SegmentCache) -> list[Path]:
+    """The cache's temp files that belong to fills: every one but the empty files made ahead."""
+    spares = cache.temp_files.spares()
+    return [path for path in cache.store.tmp.iterdir() if path not in spares]
