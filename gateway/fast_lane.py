@@ -31,8 +31,9 @@ from gateway.serve import BODY_SLICE, Answer, Conditions, writes_by_reference
 
 log = logging.getLogger("gateway.fast_lane")
 
-# The raw path and its conditions -> the answer from memory, or None (`ProxyHandler.answer_now`).
-AnswerNow = Callable[[str, Conditions], Answer | None]
+# The raw path, its conditions and the largest body wanted (None: any) -> the answer from
+# memory, or None (`ProxyHandler.answer_now`).
+AnswerNow = Callable[[str, Conditions, int | None], Answer | None]
 
 # Printable ASCII only: anything else is for aiohttp's parser to judge.
 _TARGET = re.compile(rb"/p/[!-~]*")
@@ -163,8 +164,10 @@ class FastLane:
         request = parse_head(data)
         if request is None or (request.origin is not None and not self._any_origin):
             return None  # per-origin CORS (Vary: Origin) stays with the full stack
-        answer = self._answer_now(request.target, request.conditions)
-        if answer is None or (len(answer.body) > BODY_SLICE and not big_bodies):
+        answer = self._answer_now(
+            request.target, request.conditions, None if big_bodies else BODY_SLICE
+        )
+        if answer is None:
             return None
         request_id = self._front.request_id(request.request_id)
         self._front.count(request.target, answer.status)

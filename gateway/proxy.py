@@ -150,30 +150,40 @@ class ProxyHandler:
         self._metrics.count(self._metrics.cache_results, "segment", state)
         return await stream_response(request, joined)
 
-    def answer_now(self, raw_path: str, conditions: Conditions) -> Answer | None:
-        """The answer if it is in memory and the path was verified before; else None, and
-        the request takes the full path (which verifies it)."""
+    def answer_now(
+        self, raw_path: str, conditions: Conditions, max_body: int | None = None
+    ) -> Answer | None:
+        """The answer if it is in memory (and its body at most `max_body`) and the path was
+        verified before; else None, and the request takes the full path (which verifies it)."""
         route = self._routes.get(raw_path)
         if route is None or route.expires <= time.time():
             return None
-        return self._from_memory(raw_path, route, conditions)
+        return self._from_memory(raw_path, route, conditions, max_body)
 
-    def _from_memory(self, raw: str, route: _Route, conditions: Conditions) -> Answer | None:
+    def _from_memory(
+        self, raw: str, route: _Route, conditions: Conditions, max_body: int | None = None
+    ) -> Answer | None:
         """A cached rewritten playlist, or a segment the index vouched for moments ago and
         held in memory or already mapped: no I/O, no await."""
         cached = self._manifests.cached(raw)
         if cached is not None:
+            if max_body is not None and len(cached.body) > max_body:
+                return None
             self._prefetcher.playlist_requested(route.url)
             self._metrics.count(self._metrics.cache_results, "playlist", "HIT")
             return manifest_answer(cached, "HIT", conditions)
-        held = self._held_segment(route.name, conditions)
+        held = self._held_segment(route.name, conditions, max_body)
         if held is not None:
             self._prefetcher.segment_requested(route.url, route.name)
         return held
 
-    def _held_segment(self, name: str, conditions: Conditions) -> Answer | None:
+    def _held_segment(
+        self, name: str, conditions: Conditions, max_body: int | None = None
+    ) -> Answer | None:
         entry = self._cache.recent(name)
         if entry is None or entry.status != 200:
+            return None
+        if max_body is not None and entry.size > max_body:
             return None
         if self._accel_prefix is not None:
             if not self._cache.still_on_disk(entry):
