@@ -1,9 +1,12 @@
 """Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway.
 
-    python -m bench.miss_ttfb [--requests 200]
+    python -m bench.miss_ttfb [--requests 200] [--rounds 3]
 
 Every request names a segment nobody asked for before (`cold_<n>_seg_003.ts`, which the
-origin serves from one file), so each one is a real miss streamed from upstream.
+origin serves from one file), so each one is a real miss streamed from upstream. A warm-up
+pass of every path comes first and is not counted (the first run of whichever path went first
+was up to twice as slow), and each path's overhead is taken against the origin's p50 of the
+same round, so that drift between rounds does not count as overhead.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ async def measure(session: aiohttp.ClientSession, make_url: object, count: int) 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with workdir() as work:
         media = make_media(work)
@@ -56,7 +60,9 @@ async def main() -> None:
                 "gateway": lambda name: f"{token_base}/{name}",
             }
             async with aiohttp.ClientSession() as session:
-                for _ in range(2):
+                for make in makers.values():
+                    await measure(session, make, args.requests // 4)
+                for _ in range(max(2, args.rounds)):
                     for name, make in makers.items():
                         results[name].append(await measure(session, make, args.requests))
         finally:
@@ -66,12 +72,12 @@ async def main() -> None:
     print(f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run\n")
     print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin |")
     print("|---|---|---|---|")
-    base = statistics.median(statistics.median(r) for r in results["origin direct"])
+    origin_p50s = [statistics.median(r) for r in results["origin direct"]]
     summary = {}
     for name, runs in results.items():
         p50s = [statistics.median(r) for r in runs]
         p95s = [statistics.quantiles(r, n=100)[94] for r in runs]
-        overhead = statistics.median(p50s) - base
+        overhead = statistics.median(p - o for p, o in zip(p50s, origin_p50s, strict=True))
         summary[name] = {"p50_ms": p50s, "p95_ms": p95s, "overhead_ms": overhead}
         print(
             f"| {name} | {', '.join(f'{v:.2f}' for v in p50s)} | "

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gateway.broadcast import Broadcast
 from gateway.cache.entry import Entry
 from gateway.cache.fill import Fill
 from gateway.cache.keys import cache_key, storage_name
@@ -79,7 +80,7 @@ Produce = Callable[[], Awaitable[bytes]]
 class Flight:
     key: str
     name: str
-    head: asyncio.Future[Head]
+    head: Broadcast[Head]
     fill: Fill | RemoteFill | None = None
     waiting: int = 0  # clients counted in before the fill existed
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -133,8 +134,7 @@ class Fetcher:
         flight = self._flights.get(key)
         coalesced = flight is not None
         if flight is None:
-            loop = asyncio.get_running_loop()
-            flight = Flight(key, storage_name(key), loop.create_future())
+            flight = Flight(key, storage_name(key), Broadcast())
             self._flights[key] = flight
             flight.task = asyncio.create_task(start(flight))
         # Count this client in before awaiting, so a fill that completes in one go keeps its
@@ -145,7 +145,7 @@ class Fetcher:
             flight.waiting += 1
         try:
             # The flight outlives any single client: a client that leaves does not cancel it.
-            head = await asyncio.shield(flight.head)
+            head = await flight.head.wait()
         except BaseException:
             if flight.fill is not None:
                 flight.fill.detach()
@@ -269,8 +269,6 @@ class Fetcher:
             if claim is not None and self._locks is not None:
                 await self._locks.release(claim)
             self._forget(flight)
-            if flight.head.done() and not flight.head.cancelled():
-                flight.head.exception()  # a flight nobody awaited must not warn
 
     async def _fill(
         self,
@@ -291,13 +289,21 @@ class Fetcher:
             await self._locks.publish(claim, state="filling" if shared else "nodisk", **shared)
         self._metrics.fills_in_flight.inc()
         too_big = self._cache.max_object_bytes
+        expected = head.content_length
         try:
+            # Readers first: each chunk reaches them in memory and is written to disk once
+            # they had their turn to send it (a chunk already buffered from upstream comes
+            # back without a suspension, so without the yield a fast origin's whole body was
+            # written before any waiting client got its first byte). The last chunk waits
+            # for the commit instead: a client that has every byte and asks again at once
+            # then finds the entry, and its request is not held up by this commit.
+            await asyncio.sleep(0)
+            fill.flush()
             async for chunk in chunks:
-                # Readers first: a chunk already buffered from upstream comes back without a
-                # suspension, so without this a fast origin's whole body would be written to
-                # disk before any waiting client was sent its first byte.
-                await asyncio.sleep(0)
                 fill.append(chunk)
+                if expected is None or fill.written < expected:
+                    await asyncio.sleep(0)
+                fill.flush()
                 if fill.written > too_big and fill.readers == 0:
                     # Not going to be cached and nobody is reading: stop downloading it.
                     raise UpstreamError("uncacheable body abandoned by every client")
@@ -306,7 +312,6 @@ class Fetcher:
             self._metrics.upstream_bytes.inc(fill.written)
         if fill.disk_failed is not None:
             self._cache.disk_refused(fill.disk_failed)
-        expected = head.content_length
         if expected is not None and fill.written != expected:
             raise UpstreamError(f"upstream body was {fill.written} of {expected} bytes")
         cacheable = fill.on_disk and head.status in (200, 206)

@@ -1,7 +1,9 @@
 """One upstream body being written to a temp file while any number of clients read it.
 
 Readers follow the growing file with `pread`, so every waiting client gets bytes as they
-arrive, and the download continues for the others (and for the cache) when one leaves. If
+arrive, and the download continues for the others (and for the cache) when one leaves. A
+chunk reaches the readers before the disk: `append` hands it over in memory and `flush`
+writes it once they had their turn, so no client's byte waits for a page-cache write. If
 the disk refuses a write, the rest of the body is kept in memory for the readers already
 attached and the object is simply not cached.
 """
@@ -39,6 +41,8 @@ class Fill:
         self.error: GatewayError | None = None
         self.disk_failed: OSError | None = None
         self._fd: int | None = None
+        self._flushed = 0  # bytes in the temp file
+        self._pending: list[bytes] = []  # appended since, in order
         self._readers = readers
         self._spill: list[bytes] = []
         self._spill_start = 0
@@ -55,23 +59,38 @@ class Fill:
 
     @property
     def on_disk(self) -> bool:
-        """True while every byte so far is in the temp file (the object can still be cached)."""
+        """True while the disk took every byte flushed so far (the object can still be cached)."""
         return self.disk_failed is None
 
     def append(self, data: bytes) -> None:
-        if self.disk_failed is None and self._fd is not None:
-            try:
-                # Page-cache writes of one network chunk cost less than a thread hop.
-                os.pwrite(self._fd, data, self.written)
-            except OSError as exc:
-                self.disk_failed = exc
-                self._spill_start = self.written
-        if self.disk_failed is not None:
-            self._spill.append(data)
-        else:
+        """Give `data` to the readers now; it reaches the temp file at the next `flush()`."""
+        if self.disk_failed is None:
+            self._pending.append(data)
             self._remember(data)
+        else:
+            self._spill.append(data)
         self.written += len(data)
         self._wake()
+
+    def flush(self) -> None:
+        """Write what was appended since the last flush (a short write is retried; a failed
+        one keeps the rest of the body in memory, for the readers only)."""
+        pending, self._pending = self._pending, []
+        if not pending or self._fd is None or self.disk_failed is not None:
+            return
+        view = memoryview(b"".join(pending) if len(pending) > 1 else pending[0])
+        try:
+            while view:
+                # Page-cache writes of a network chunk or two cost less than a thread hop.
+                done = os.pwrite(self._fd, view, self._flushed)
+                if done == 0:
+                    raise OSError(errno.ENOSPC, "no space left for the fill")
+                self._flushed += done
+                view = view[done:]
+        except OSError as exc:
+            self.disk_failed = exc
+            self._spill_start = self._flushed
+            self._spill = [bytes(view)]
 
     def _remember(self, data: bytes) -> None:
         recent = self._recent
@@ -81,6 +100,8 @@ class Fill:
             self._recent_bytes -= len(recent.popleft()[1])
 
     def finish(self, error: GatewayError | None = None) -> None:
+        if error is None:
+            self.flush()
         self.done = True
         self.error = error
         self._wake()
@@ -148,7 +169,8 @@ class Fill:
                         return chunk if skip == 0 else memoryview(chunk)[skip:]
                     break
         assert self._fd is not None
-        limit = self._spill_start if self.disk_failed is not None else self.written
+        # Bytes not yet flushed are always among the newest, so in `_recent` (above).
+        limit = self._spill_start if self.disk_failed is not None else self._flushed
         data = os.pread(self._fd, min(size, limit - offset), offset)
         if not data:
             raise GatewayError("cache file vanished during a fill", 502)

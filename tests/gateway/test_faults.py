@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
+from gateway.cache.fill import Fill
 from gateway.cache.keys import storage_name
+from tests.gateway.test_fill import read_all
 from tests.support.gateway import fill_temps
 from tests.support.ports import free_port
 
@@ -339,6 +341,7 @@ async def test_redis_stopped_and_restarted_under_load(make_gateway, origin, medi
             # A cached one: still right (the file is on disk; the index is what is missing).
             cached = await fetch(gw.mint(origin.base_url + SEG))
             served_while_down = load.served
+            await settled(gw)  # every fill above ended while the index was away
 
             server.start()
             up = [await fetch(gw.mint(origin.base_url + FRESH)) for _ in range(3)]
@@ -365,18 +368,26 @@ def fill_up(path) -> None:
             ballast.flush()
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs, so a full disk is a real ENOSPC; skipped where mounting is not allowed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
+@contextlib.contextmanager
+def small_disk(path, size: str):
+    """A tmpfs of `size`, so a full disk is a real ENOSPC; skipped where mounting is not
+    allowed."""
+    path.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    with small_disk(tmp_path / "tiny", "1m") as mount:
+        yield mount
 
 
 async def test_a_full_disk_serves_correct_bytes_pass_through_and_logs_once(
@@ -401,6 +412,29 @@ async def test_a_full_disk_serves_correct_bytes_pass_through_and_logs_once(
         assert got.body == media.read(SEG)
     assert got.headers["X-Cache"] == "HIT"
     assert sum("cache disk accepts writes again" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_disk_filling_up_mid_body_leaves_every_reader_every_byte(tmp_path):
+    # 6 MiB into a 3 MiB tmpfs: a short write first, then ENOSPC; what the disk did not take
+    # stays in memory, so neither a reader keeping up nor one starting late (who reads the
+    # start back from the file: more than the in-memory window) loses a byte.
+    body = os.urandom(6 * 1024 * 1024)
+    with small_disk(tmp_path / "small", "3m") as disk:
+        await fill_and_read(Fill(disk / "temp"), body)
+
+
+async def fill_and_read(fill: Fill, body: bytes) -> None:
+    keeping_up = asyncio.create_task(read_all(fill))
+    for offset in range(0, len(body), 200_000):
+        fill.append(body[offset : offset + 200_000])
+        await asyncio.sleep(0)
+        fill.flush()
+    late = asyncio.create_task(read_all(fill))
+    fill.finish()
+    assert await keeping_up == body
+    assert await late == body
+    assert not fill.on_disk and fill.disk_failed is not None
+    assert fill.disk_failed.errno == errno.ENOSPC
 
 
 @pytest.mark.parametrize("where", ["temp file", "write", "commit"])

@@ -45,6 +45,7 @@ async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
             late.append(asyncio.create_task(read_all(fill)))
             late.append(asyncio.create_task(read_all(fill, offset=fill.written - 7)))
         await asyncio.sleep(0)
+        fill.flush()
     fill.finish()
     assert await keeping_up == body
     assert await lagging == body
@@ -55,3 +56,22 @@ async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
         else:
             assert body.endswith(got) and len(got) > 0
     assert (tmp_path / "temp").read_bytes() == body
+
+
+async def test_short_writes_are_carried_on_so_the_file_holds_the_whole_body(
+    tmp_path, monkeypatch
+):
+    # A disk that takes at most 64 KiB per call (as after a signal, or near full): the rest of
+    # every chunk must still land at its own offset, or a hole would be committed as the body.
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, data, offset: real_pwrite(fd, bytes(data[:65_536]), offset)
+    )
+    body = b"".join(random_chunks(1_000_000, seed=2))
+    fill = Fill(tmp_path / "temp")
+    for offset in range(0, len(body), 200_000):
+        fill.append(body[offset : offset + 200_000])
+        fill.flush()
+    fill.finish()
+    monkeypatch.undo()
+    assert fill.on_disk and (tmp_path / "temp").read_bytes() == body
