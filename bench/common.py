@@ -205,14 +205,22 @@ def workdir() -> Iterator[Path]:
 
 
 def wrk(
-    url: str, *, threads: int = 1, connections: int = 32, seconds: int = 5, timeout: int = 10
+    url: str,
+    *,
+    threads: int = 1,
+    connections: int = 32,
+    seconds: int = 5,
+    timeout: int = 10,
+    script: Path | None = None,
 ) -> dict[str, float]:
     """Requests per second, latency percentiles (ms), non-2xx answers, socket errors and
-    bytes per response from `wrk --latency`. The timeout is longer than wrk's 2 s default,
-    which drops slower requests without counting them and so hides slow servers."""
+    bytes per response from `wrk --latency` (with a Lua `script` when given). The timeout is
+    longer than wrk's 2 s default, which drops slower requests without counting them and so
+    hides slow servers."""
+    scripted = ["-s", str(script)] if script is not None else []
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
-         "--latency", url],
+         "--latency", *scripted, url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)

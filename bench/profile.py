@@ -1,10 +1,12 @@
 """Where a request's time goes: the gateway under cProfile while wrk drives one workload.
 
-python -m bench.profile [--workload playlist|ram|disk] [--seconds 5]
+python -m bench.profile [--workload playlist|ram|disk|miss] [--seconds 5]
 
 Prints the share of profiled time spent in the gateway's own code, in aiohttp, in the event
 loop and in the kernel calls that move the bytes, and the top functions. cProfile slows
-Python code several-fold, so the shares matter, not the absolute figures.
+Python code several-fold, so the shares matter, not the absolute figures. `miss` asks for a
+name nobody asked for before on every request (`cold_<n>_seg_003.ts`, which the origin
+nginx serves from one file), so each one is a fill: upstream request, temp file, commit.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import pstats
 import signal
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 from bench.common import (
     ROOT,
     Gateway,
+    Nginx,
     ensure_tools,
     free_port,
     make_media,
-    static_nginx,
     workdir,
     wrk,
 )
@@ -50,16 +53,23 @@ def group_of(filename: str, function: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workload", choices=("playlist", "ram", "disk"), default="playlist")
+    parser.add_argument(
+        "--workload", choices=("playlist", "ram", "disk", "miss"), default="playlist"
+    )
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
     args = parser.parse_args()
     ensure_tools()
     with workdir() as work:
         media = make_media(work)
-        nginx = static_nginx(work, media)
+        nginx = Nginx(work / "nginx", free_port())
+        # Any cold_<n>_<name> is <name>: every request of the miss workload is a new object.
+        nginx.start(
+            f"    location /vod/ {{ alias {media}/; }}\n"
+            f"    location ~ ^/vod/cold_[0-9]+_(?<real>.+)$ {{ alias {media}/$real; }}"
+        )
         gateway = Gateway(free_port(), work / "cache")
-        settings = {"event_loop": args.loop}
+        settings = {"event_loop": args.loop, "prefetch_segments": "0"}
         if args.workload == "disk":
             settings["cache_memory_bytes"] = "0"
         out = work / "gateway.prof"
@@ -70,13 +80,28 @@ def main() -> None:
             url = gateway.mint(f"{origin}/{name}")
             for _ in range(3):
                 urllib.request.urlopen(url).read()
-            result = wrk(url, seconds=args.seconds)
+            script = cold_names(work, url) if args.workload == "miss" else None
+            result = wrk(url, seconds=args.seconds, script=script)
         finally:
             assert gateway.process is not None
             gateway.process.send_signal(signal.SIGINT)  # a clean exit writes the profile
             gateway.process.wait(30)
             nginx.stop()
         report(out, result["rps"], args)
+
+
+def cold_names(work: Path, url: str) -> Path:
+    """A wrk script asking for a new name in the same directory on every request."""
+    directory = "/" + url.split("/", 3)[3].rsplit("/", 1)[0]
+    script = work / "cold.lua"
+    script.write_text(
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        f'  return wrk.format("GET", "{directory}/cold_" .. n .. "_seg_003.ts")\n'
+        "end\n"
+    )
+    return script
 
 
 def report(path: os.PathLike[str], rps: float, args: argparse.Namespace) -> None:

@@ -60,11 +60,16 @@ class DiskStore:
         meta = final.with_name(final.name + ".json")
         meta_temp = temp.with_name(temp.name + ".json")
         try:
-            final.parent.mkdir(exist_ok=True)
             meta_temp.write_text(entry.to_json())
             if mtime is not None:
                 os.utime(temp, (mtime, mtime))
-            os.replace(meta_temp, meta)
+            try:
+                os.replace(meta_temp, meta)
+            except FileNotFoundError:
+                # The shard directory is made on first use: a mkdir before every commit
+                # cost 0.2 ms on a journalled disk even when the directory existed.
+                final.parent.mkdir(exist_ok=True)
+                os.replace(meta_temp, meta)
             os.replace(temp, final)
         except OSError:
             # Half a commit is no commit: neither a stray temp nor a metadata file without
