@@ -145,10 +145,18 @@ class Nginx:
             self.process.wait(10)
 
 
-def static_nginx(work: Path, media: Path) -> Nginx:
-    """nginx serving the media directory at /vod/, the anchor for every hit workload."""
+def static_nginx(work: Path, media: Path, *, cold_names: bool = False) -> Nginx:
+    """nginx serving the media directory at /vod/, the anchor for every hit workload. With
+    `cold_names`, any `cold_<n>_<name>` is served as `<name>` (as `SlowOrigin` does), so a
+    workload of misses names a new object on every request; off by default, so that the
+    anchor evaluates no regex per request."""
+    cold = (
+        f"\n    location ~ ^/vod/cold_[0-9]+_(?<real>.+)$ {{ alias {media}/$real; }}"
+        if cold_names
+        else ""
+    )
     nginx = Nginx(work / "nginx", free_port())
-    nginx.start(f"    location /vod/ {{ alias {media}/; }}")
+    nginx.start(f"    location /vod/ {{ alias {media}/; }}{cold}")
     return nginx
 
 

@@ -6,7 +6,7 @@ Prints the share of profiled time spent in the gateway's own code, in aiohttp, i
 loop and in the kernel calls that move the bytes, and the top functions. cProfile slows
 Python code several-fold, so the shares matter, not the absolute figures. `miss` asks for a
 name nobody asked for before on every request (`cold_<n>_seg_003.ts`, which the origin
-nginx serves from one file), so each one is a fill: upstream request, temp file, commit.
+nginx serves as `seg_003.ts`), so each one is a fill: upstream request, temp file, commit.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 from bench.common import (
     ROOT,
     Gateway,
-    Nginx,
     ensure_tools,
     free_port,
     make_media,
+    static_nginx,
     workdir,
     wrk,
 )
@@ -62,12 +62,7 @@ def main() -> None:
     ensure_tools()
     with workdir() as work:
         media = make_media(work)
-        nginx = Nginx(work / "nginx", free_port())
-        # Any cold_<n>_<name> is <name>: every request of the miss workload is a new object.
-        nginx.start(
-            f"    location /vod/ {{ alias {media}/; }}\n"
-            f"    location ~ ^/vod/cold_[0-9]+_(?<real>.+)$ {{ alias {media}/$real; }}"
-        )
+        nginx = static_nginx(work, media, cold_names=args.workload == "miss")
         gateway = Gateway(free_port(), work / "cache")
         settings = {"event_loop": args.loop, "prefetch_segments": "0"}
         if args.workload == "disk":

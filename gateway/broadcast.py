@@ -1,10 +1,12 @@
-"""A value that many tasks wait for, each through a future of its own.
+"""A value that many tasks wait for, each through a future of its own: a flight's response
+head, a file's loaded index, a page's extraction.
 
 `await asyncio.shield(shared_future)` would do the same, but shield wakes a waiter two event
 loop iterations after the value is set (one to copy the result to its outer future, one to
 resume the task). A flight's fill keeps receiving upstream chunks in those iterations, so a
 cold miss's first byte waited behind two of them. Here a waiter resumes in the very next
-iteration, and one waiter's cancellation still cannot cancel the value for the others.
+iteration, and one waiter's cancellation still cannot cancel the value for the others. An
+error nobody waits for is simply dropped (a future would warn that it was never retrieved).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from redis.exceptions import RedisError
 
+from gateway.broadcast import Broadcast
 from gateway.cache.redis_connect import connect
 from gateway.errors import BadRequest, UpstreamError
 from gateway.settings import Settings
@@ -113,7 +114,7 @@ class Resolver:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cache: dict[tuple[str, str], Extraction] = {}
-        self._pending: dict[tuple[str, str], asyncio.Future[Extraction]] = {}
+        self._pending: dict[tuple[str, str], Broadcast[Extraction]] = {}
         # yt-dlp blocks; a pool of its own keeps it from starving the default executor.
         self._executor = ThreadPoolExecutor(
             max_workers=settings.resolve_concurrency, thread_name_prefix="yt-dlp"
@@ -151,12 +152,11 @@ class Resolver:
     async def _extract_once(self, key: tuple[str, str]) -> Extraction:
         pending = self._pending.get(key)
         if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._pending[key] = pending
-            asyncio.create_task(self._run(key, pending))  # noqa: RUF006 - the future holds it
-        return await asyncio.shield(pending)
+            pending = self._pending[key] = Broadcast()
+            asyncio.create_task(self._run(key, pending))  # noqa: RUF006 - what it awaits holds it
+        return await pending.wait()
 
-    async def _run(self, key: tuple[str, str], pending: asyncio.Future[Extraction]) -> None:
+    async def _run(self, key: tuple[str, str], pending: Broadcast[Extraction]) -> None:
         page_url, spec = key
         try:
             self.extractions += 1
@@ -182,8 +182,6 @@ class Resolver:
             pending.set_exception(UpstreamError(reason, 422))
         finally:
             self._pending.pop(key, None)
-            if pending.done() and not pending.cancelled():
-                pending.exception()  # retrieved, so an unawaited failure does not warn
 
     def _ytdlp_options(self, spec: str) -> dict[str, Any]:
         options: dict[str, Any] = {

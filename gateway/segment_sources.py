@@ -22,6 +22,7 @@ from typing import Any
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
+from gateway.broadcast import Broadcast
 from gateway.cache.keys import storage_name
 from gateway.cache.redis_connect import connect
 from gateway.cache.segments import SegmentCache
@@ -109,7 +110,7 @@ class SegmentSources:
         self._fetcher = fetcher
         self._cache = cache
         self._local: LRUCache[str, Source] = LRUCache(maxsize=settings.segment_index_entries)
-        self._loading: dict[str, asyncio.Future[Source]] = {}
+        self._loading: dict[str, Broadcast[Source]] = {}
         self._shared: Any = connect(settings.redis_url) if settings.redis_url else None
         # The version names the blob format: workers of another release never read it.
         self._shared_prefix = f"{settings.redis_prefix}:mp4index:v{BLOB_VERSION}:"
@@ -132,20 +133,18 @@ class SegmentSources:
             return known
         loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.get_running_loop().create_future()
-            self._loading[key] = loading
+            loading = self._loading[key] = Broadcast()
             try:
                 loaded = await self._load(grant, key)
             except BaseException as exc:
                 loading.set_exception(exc)
-                loading.exception()  # retrieved: nobody else may be waiting
                 raise
             finally:
                 del self._loading[key]
             self._local[key] = loaded
             loading.set_result(loaded)
             return loaded
-        return await asyncio.shield(loading)
+        return await loading.wait()
 
     async def read_ranges(self, grant: Grant, prepared: Prepared, segment: Segment) -> ByteRanges:
         if prepared.whole_file:

@@ -63,7 +63,8 @@ class Fill:
         return self.disk_failed is None
 
     def append(self, data: bytes) -> None:
-        """Give `data` to the readers now; it reaches the temp file at the next `flush()`."""
+        """Give `data` to the readers now; it reaches the temp file at the next `flush()` (or
+        when a reader needs it from there)."""
         if self.disk_failed is None:
             self._pending.append(data)
             self._remember(data)
@@ -168,8 +169,12 @@ class Fill:
                         skip = offset - start
                         return chunk if skip == 0 else memoryview(chunk)[skip:]
                     break
+        if self._pending and offset >= self._flushed:
+            # Further behind than the in-memory window and not yet on disk (a writer that
+            # appended more than the window between flushes): write it now, then read it.
+            self.flush()
+            return self._read(offset, size)
         assert self._fd is not None
-        # Bytes not yet flushed are always among the newest, so in `_recent` (above).
         limit = self._spill_start if self.disk_failed is not None else self._flushed
         data = os.pread(self._fd, min(size, limit - offset), offset)
         if not data:

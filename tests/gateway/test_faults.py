@@ -20,7 +20,7 @@ import pytest
 
 from gateway.cache.fill import Fill
 from gateway.cache.keys import storage_name
-from tests.gateway.test_fill import read_all
+from tests.support.fills import read_all
 from tests.support.gateway import fill_temps
 from tests.support.ports import free_port
 
@@ -420,19 +420,16 @@ async def test_a_disk_filling_up_mid_body_leaves_every_reader_every_byte(tmp_pat
     # start back from the file: more than the in-memory window) loses a byte.
     body = os.urandom(6 * 1024 * 1024)
     with small_disk(tmp_path / "small", "3m") as disk:
-        await fill_and_read(Fill(disk / "temp"), body)
-
-
-async def fill_and_read(fill: Fill, body: bytes) -> None:
-    keeping_up = asyncio.create_task(read_all(fill))
-    for offset in range(0, len(body), 200_000):
-        fill.append(body[offset : offset + 200_000])
-        await asyncio.sleep(0)
-        fill.flush()
-    late = asyncio.create_task(read_all(fill))
-    fill.finish()
-    assert await keeping_up == body
-    assert await late == body
+        fill = Fill(disk / "temp")
+        keeping_up = asyncio.create_task(read_all(fill))
+        for offset in range(0, len(body), 200_000):
+            fill.append(body[offset : offset + 200_000])
+            await asyncio.sleep(0)
+            fill.flush()
+        late = asyncio.create_task(read_all(fill))
+        fill.finish()
+        assert await keeping_up == body
+        assert await late == body
     assert not fill.on_disk and fill.disk_failed is not None
     assert fill.disk_failed.errno == errno.ENOSPC
 

@@ -5,6 +5,7 @@ import os
 import random
 
 from gateway.cache.fill import RECENT_BYTES, Fill
+from tests.support.fills import read_all
 
 
 def random_chunks(total: int, seed: int) -> list[bytes]:
@@ -15,19 +16,6 @@ def random_chunks(total: int, seed: int) -> list[bytes]:
         chunks.append(chunk)
         size += len(chunk)
     return chunks
-
-
-async def read_all(fill: Fill, offset: int = 0, pause: float = 0.0) -> bytes:
-    fill.attach()
-    try:
-        parts = []
-        async for chunk in fill.read_from(offset):
-            parts.append(bytes(chunk))
-            if pause:
-                await asyncio.sleep(pause)
-        return b"".join(parts)
-    finally:
-        fill.detach()
 
 
 async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
@@ -45,7 +33,6 @@ async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
             late.append(asyncio.create_task(read_all(fill)))
             late.append(asyncio.create_task(read_all(fill, offset=fill.written - 7)))
         await asyncio.sleep(0)
-        fill.flush()
     fill.finish()
     assert await keeping_up == body
     assert await lagging == body
