@@ -74,6 +74,8 @@ class ProxyHandler:
         self._accel_prefix = accel_prefix
         self._metrics = metrics or Metrics()
         self._routes: dict[str, _Route] = {}
+        # Per object, the X-Accel answer made for the entry the index last confirmed.
+        self._accel_answers: dict[str, tuple[Entry, Answer]] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
@@ -188,7 +190,7 @@ class ProxyHandler:
         if self._accel_prefix is not None:
             if not self._cache.still_on_disk(entry):
                 return None
-            answer = accel_answer(entry, self._accel_prefix + self._cache.store.relative_of(name))
+            answer = self._accel_answer(entry, self._accel_prefix)
         else:
             item = self._cache.held(name)
             if item is None:
@@ -204,13 +206,20 @@ class ProxyHandler:
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         if self._accel_prefix is not None and entry.status == 200:
-            location = self._accel_prefix + self._cache.store.relative_of(entry.name)
-            return as_response(accel_answer(entry, location))
+            return as_response(self._accel_answer(entry, self._accel_prefix))
         if entry.status == 200:
             item = self._cache.held(entry.name, path, entry.size)
             if item is not None:
                 return as_response(memory_answer(entry, item, Conditions.of(request)))
         return await hit_response(entry, path)
+
+    def _accel_answer(self, entry: Entry, prefix: str) -> Answer:
+        known = self._accel_answers.get(entry.name)
+        if known is not None and known[0] is entry:
+            return known[1]
+        answer = accel_answer(entry, prefix + self._cache.store.relative_of(entry.name))
+        put_newest(self._accel_answers, entry.name, (entry, answer), _ROUTES_REMEMBERED)
+        return answer
 
     async def _join(self, target: Target) -> Joined:
         try:

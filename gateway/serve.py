@@ -57,8 +57,9 @@ def body_response(
     return BodyResponse(body, status=status, headers=headers)
 
 
-def writes_by_reference() -> bool:
-    return _queues_by_reference(type(asyncio.get_running_loop()))
+def writes_by_reference(loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """Whether `loop`'s transports (default: the running loop's) queue buffers by reference."""
+    return _queues_by_reference(type(loop or asyncio.get_running_loop()))
 
 
 @functools.cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,7 +145,10 @@ class SegmentCache:
 
     def still_on_disk(self, entry: Entry) -> bool:
         """Whether the committed file is there whole (another node may have evicted it)."""
-        return _size_of(self.store.path_of(entry.name)) == entry.size
+        try:
+            return os.stat(self.store.text_path(entry.name)).st_size == entry.size
+        except OSError:
+            return False
 
     def held(self, name: str, path: Path | None = None, size: int = 0) -> InMemory | None:
         """The object in memory: the RAM tier's copy, else a map of its file (made from

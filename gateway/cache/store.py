@@ -44,7 +44,11 @@ class DiskStore:
                     leftover.unlink()
 
     def path_of(self, name: str) -> Path:
-        return Path(self._root_text, self.relative_of(name))
+        return Path(self.text_path(name))
+
+    def text_path(self, name: str) -> str:
+        """`path_of` as text (a `Path` costs more to make than the stat it is made for)."""
+        return f"{self._root_text}/{self.relative_of(name)}"
 
     @staticmethod
     def relative_of(name: str) -> str:

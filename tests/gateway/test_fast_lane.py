@@ -62,6 +62,10 @@ def test_a_plain_get_is_read_with_the_headers_its_answer_depends_on():
         b"GET /p/t/a.ts HTTP/1.1\r\nBad Name: x\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nHost: g\x00w\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nHost: gw\nX: y\r\n\r\n",
+        b"GET /p/t/a.ts HTTP/1.1\r\nHost: gw\rX: y\r\n\r\n",
+        b"GET /p/t/a.ts HTTP/1.1\r\nHost: g\x7fw\r\n\r\n",
+        b"GET /p/t/a.ts HTTP/1.1\r\nHost: gw\r\n: empty-name\r\n\r\n",
+        b"GET /p/t/\x7f.ts HTTP/1.1\r\nHost: gw\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nUser-Agent: no-host\r\n\r\n",  # RFC 9112 3.2: a 400
         b"GET /p/t/a.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
