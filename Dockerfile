@@ -13,8 +13,8 @@ COPY gateway ./gateway
 COPY playlists ./playlists
 RUN pip install --no-cache-dir . \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
- && mkdir -p /var/cache/hls-gateway \
- && chown gateway /var/cache/hls-gateway
+ && mkdir -p /var/cache/hls-gateway /run/hls-gateway \
+ && chown gateway /var/cache/hls-gateway /run/hls-gateway
 
 USER gateway
 VOLUME ["/var/cache/hls-gateway"]

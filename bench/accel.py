@@ -5,7 +5,8 @@ disk hits with X-Accel-Redirect into an `internal` location aliased to its cache
 
 Segment: nginx sending the file itself (static, the anchor) against the same nginx build
 in front of the gateway (one proxied request to the gateway for headers, then nginx sends
-the cached file); the target is at least 0.95x nginx static. The gateway alone (its RAM
+the cached file), reaching the gateway over its unix socket as shipped, and over loopback
+TCP; the target is at least 0.95x nginx static. The gateway alone (its RAM
 tier, no nginx) is shown for reference. Playlist: long.m3u8 as a raw file from nginx, the
 gateway's rewritten copy through the front nginx (nginx's proxy_cache, as shipped), and
 from the gateway directly. One nginx worker each, as in the other benchmarks.
@@ -63,30 +64,32 @@ def main() -> None:
         accel = Gateway(free_port(), work / "cache-accel")
         direct = Gateway(free_port(), work / "cache-direct")
         front = PeerNginx(work / "front", free_port())
+        front_tcp = PeerNginx(work / "front-tcp", free_port())
         # Registered before anything starts, so a failed start still stops the rest.
-        for server in (static, accel, direct, front):
+        for server in (static, accel, direct, front, front_tcp):
             stack.callback(server.stop)
         static.start(static.static(media))
-        accel.start(accel_redirect_prefix="/_cache/")
+        socket = work / "gateway.sock"
+        accel.start(accel_redirect_prefix="/_cache/", unix_socket=str(socket))
         direct.start()
-        front.start(front_site(front, accel))
-        servers = Servers(static, front, accel, direct)
+        front.start(front_site(front, accel, f"unix:{socket}"))
+        front_tcp.start(front_site(front_tcp, accel, f"127.0.0.1:{accel.port}"))
+        servers = Servers(static, front, front_tcp, accel, direct)
         data = bench(servers, (media / SEGMENT).read_bytes(), args)
         data["load_before"] = before
         print(f"\nresults: {save('accel', data)}")
 
 
-def front_site(front: PeerNginx, gateway: Gateway) -> str:
+def front_site(front: PeerNginx, gateway: Gateway, backend: str) -> str:
     """The shipped site, with this run's ports and paths."""
-    return render_front_site(
-        [f"127.0.0.1:{gateway.port}"], front.port, gateway.cache_dir, front.work
-    )
+    return render_front_site([backend], front.port, gateway.cache_dir, front.work)
 
 
 @dataclass
 class Servers:
     static: PeerNginx
     front: PeerNginx
+    front_tcp: PeerNginx
     accel: Gateway
     direct: Gateway
 
@@ -104,12 +107,14 @@ def warm(servers: Servers, expected: bytes) -> dict[str, str]:
     """Every link benchmarked, checked and warm: the gateway's disk and RAM, nginx's cache."""
     links = {
         "front segment": servers.through(servers.front, SEGMENT),
+        "front segment, tcp": servers.through(servers.front_tcp, SEGMENT),
         "front playlist": servers.through(servers.front, "long.m3u8"),
         "direct segment": servers.direct.mint(f"{servers.origin}/{SEGMENT}"),
         "direct playlist": servers.direct.mint(f"{servers.origin}/long.m3u8"),
     }
     get(links["front segment"])  # the miss: filled into the gateway's cache dir
     check_front_segment(links["front segment"], expected)
+    check_front_segment(links["front segment, tcp"], expected)
     for name in ("direct segment", "direct segment", "front playlist", "direct playlist"):
         status, _, _ = get(links[name])
         if status != 200:
@@ -129,6 +134,7 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
         {
             "nginx static": run(f"{servers.origin}/{SEGMENT}"),
             "nginx → gateway X-Accel hit": run(links["front segment"]),
+            "same over loopback TCP": run(links["front segment, tcp"]),
             "gateway alone, RAM hit": run(links["direct segment"]),
         },
         args.rounds,

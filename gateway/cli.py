@@ -11,8 +11,10 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -198,13 +200,17 @@ def serve(settings: Settings) -> int:
     from gateway.secret import load_secrets
 
     load_secrets(settings)  # create the secret once, before workers race for it
+    # Bound before any worker starts: a port or path that is taken is one clear error.
+    socks = [_shared_socket(settings)]
+    if settings.unix_socket is not None:
+        socks.append(_unix_socket(settings.unix_socket))
     if settings.workers == 1:
-        _run_worker(settings, None)
+        log.info("serving on %s", settings.base_url)
+        _run_worker(settings, socks)
         return 0
     _prepare_shared_metrics(settings)
-    sock = _shared_socket(settings)
     workers = [
-        multiprocessing.get_context("fork").Process(target=_run_worker, args=(settings, sock))
+        multiprocessing.get_context("fork").Process(target=_run_worker, args=(settings, socks))
         for _ in range(settings.workers)
     ]
     for worker in workers:
@@ -233,7 +239,22 @@ def _shared_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
+def _unix_socket(path: Path) -> socket.socket:
+    """A listening unix socket at `path`, replacing a socket file a previous run left."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.stat().st_mode):
+            raise SettingsError(f"GATEWAY_UNIX_SOCKET: {path} exists and is not a socket")
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o666)
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(settings: Settings, socks: list[socket.socket]) -> None:
+    """One worker process, serving on the listening sockets it shares with the others."""
     from gateway.access_log import access_logging
     from gateway.app import create_app
     from gateway.event_loop import new_event_loop
@@ -241,7 +262,7 @@ def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
     loop = new_event_loop(settings.event_loop)
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    main = loop.create_task(_serve(app, settings, sock, access_logging(settings.access_log)))
+    main = loop.create_task(_serve(app, socks, access_logging(settings.access_log)))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -258,8 +279,7 @@ def _run_worker(settings: Settings, sock: socket.socket | None) -> None:
 
 async def _serve(
     app: web.Application,
-    settings: Settings,
-    sock: socket.socket | None,
+    socks: list[socket.socket],
     runner_options: dict[str, object],
 ) -> None:
     """Serve `app` until a signal ends the process (SIGTERM/SIGINT raise GracefulExit)."""
@@ -268,14 +288,8 @@ async def _serve(
     runner = GatewayRunner(app, handle_signals=True, **runner_options)  # type: ignore[arg-type]
     await runner.setup()
     try:
-        site: web.BaseSite = (
-            web.TCPSite(runner, settings.host, settings.port)
-            if sock is None
-            else web.SockSite(runner, sock)
-        )
-        await site.start()
-        if sock is None:
-            log.info("serving on %s", settings.base_url)
+        for sock in socks:
+            await web.SockSite(runner, sock).start()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

@@ -39,8 +39,13 @@ def test_the_gateway_uses_the_compose_redis_and_more_than_one_worker():
 def test_nginx_reaches_the_gateway_where_it_listens():
     env = gateway_env()
     assert COMPOSE["services"]["nginx"]["network_mode"] == "service:gateway"
-    servers = re.findall(r"(?m)^\s+server 127\.0\.0\.1:(\d+)", SITE)
-    assert servers == [env["GATEWAY_PORT"]]
+    servers = re.findall(r"(?m)^\s+server unix:(\S+) ", SITE)
+    assert servers == [env["GATEWAY_UNIX_SOCKET"]]
+    # The socket's directory is one volume, written by the gateway's user, seen by nginx.
+    directory = env["GATEWAY_UNIX_SOCKET"].rsplit("/", 1)[0]
+    for service in ("gateway", "nginx"):
+        assert f"sockets:{directory}" in COMPOSE["services"][service]["volumes"]
+    assert f"chown gateway /var/cache/hls-gateway {directory}" in DOCKERFILE
     assert f"EXPOSE {env['GATEWAY_PORT']}" in DOCKERFILE
     listen = re.search(r"(?m)^\s+listen (\d+);", SITE).group(1)
     assert f"8080:{listen}" in COMPOSE["services"]["gateway"]["ports"]

@@ -8,6 +8,7 @@ import uuid
 import aiohttp
 import pytest
 
+from tests.support.gateway_process import gateway_process
 from tests.support.nginx import Nginx, nginx_available
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx is not installed")
@@ -24,10 +25,32 @@ def host_port(url: str) -> str:
     return url.removeprefix("http://")
 
 
-async def test_the_shipped_config_passes_nginx_t(nginx, tmp_path):
-    conf = nginx.write(["127.0.0.1:8080"], tmp_path / "cache")
+@pytest.mark.parametrize("backend", ["unix:/run/hls-gateway/gateway.sock", "127.0.0.1:8080"])
+async def test_the_shipped_config_passes_nginx_t(nginx, tmp_path, backend):
+    conf = nginx.write([backend], tmp_path / "cache")
     result = nginx.check(conf)
     assert result.returncode == 0, result.stderr
+
+
+async def test_nginx_reaches_the_gateway_over_its_unix_socket(tmp_path, origin, media, nginx):
+    sock = tmp_path / "gateway.sock"
+    cache = tmp_path / "cache"
+    settings = {"accel_redirect_prefix": "/_cache/", "unix_socket": str(sock)}
+    async with gateway_process(cache, **settings) as gateway:
+        nginx.start(nginx.write([f"unix:{sock}"], cache))  # the only way in to the gateway
+        seg = "/ts/seg_001.ts"
+        front = nginx.base_url + (await gateway.mint(origin.base_url + seg)).removeprefix(
+            gateway.base_url
+        )
+        states = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.get(front) as response:
+                    assert response.status == 200
+                    assert await response.read() == media.read(seg)
+                    states.append(response.headers["X-Cache"])
+    assert states == ["MISS", "HIT", "HIT"]
+    assert origin.count(seg) == 1
 
 
 async def test_hits_are_sent_by_nginx_through_x_accel_redirect(make_gateway, origin, media, nginx):

@@ -1,55 +1,31 @@
 """Several worker processes on one port share one cache, one index and one upstream fetch."""
 
 import asyncio
-import os
 import re
-import sys
 import uuid
 
 import aiohttp
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.gateway_process import GatewayExited, GatewayProcess, gateway_process
 
 SEG = "/ts/seg_003.ts"
 
 
 @pytest.fixture
 async def two_workers(tmp_path, redis_url):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_PORT=str(port), GATEWAY_CACHE_DIR=str(tmp_path / "cache"),
-        GATEWAY_SECRET="w" * 32, GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
-        GATEWAY_REDIS_URL=redis_url, GATEWAY_REDIS_PREFIX=f"test-{uuid.uuid4().hex}",
-        GATEWAY_WORKERS="2", GATEWAY_ACCESS_LOG="off",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "serve", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            try:
-                async with session.get(base + "/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    yield base, env
-    process.terminate()
-    await process.wait()
+    async with gateway_process(
+        tmp_path / "cache",
+        redis_url=redis_url,
+        redis_prefix=f"test-{uuid.uuid4().hex}",
+        workers="2",
+        unix_socket=str(tmp_path / "gateway.sock"),
+    ) as gateway:
+        yield gateway.base_url, gateway.env
 
 
 async def mint(env, upstream: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "url", upstream, env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await process.communicate()
-    return out.decode().strip()
+    return await GatewayProcess("", env).mint(upstream)
 
 
 async def test_fifty_cold_requests_across_two_workers_cause_one_upstream_fetch(
@@ -82,3 +58,42 @@ async def test_fifty_cold_requests_across_two_workers_cause_one_upstream_fetch(
             break
         await asyncio.sleep(0.1)
     assert served == 50
+
+
+async def test_every_worker_also_answers_on_the_unix_socket(two_workers, tmp_path, origin, media):
+    base, env = two_workers
+    url = await mint(env, origin.base_url + SEG)
+    path = url.removeprefix(base)
+    connector = aiohttp.UnixConnector(path=str(tmp_path / "gateway.sock"), force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> tuple[int, bytes]:
+            async with session.get("http://gateway" + path) as response:
+                return response.status, await response.read()
+
+        answers = await asyncio.gather(*(one() for _ in range(20)))
+    assert answers == [(200, media.read(SEG))] * 20
+    assert origin.count(SEG) == 1
+
+
+async def test_a_single_worker_listens_on_the_unix_socket_too(tmp_path, origin, media):
+    sock = tmp_path / "gateway.sock"
+    sock.write_bytes(b"keep")  # a regular file in the way is an error, never deleted
+    with pytest.raises(GatewayExited) as refused:
+        async with gateway_process(tmp_path / "refused", unix_socket=str(sock)):
+            pass
+    assert refused.value.code == 2  # a settings error
+    assert refused.value.stderr.strip() == (
+        f"hls-gateway: GATEWAY_UNIX_SOCKET: {sock} exists and is not a socket"
+    )
+    assert sock.read_bytes() == b"keep"
+    sock.unlink()
+    for _ in range(2):  # the second start replaces the socket file the first one left
+        async with gateway_process(tmp_path / "cache", unix_socket=str(sock)) as gateway:
+            path = (await gateway.mint(origin.base_url + SEG)).removeprefix(gateway.base_url)
+            connector = aiohttp.UnixConnector(path=str(sock))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                async with session.get("http://gateway" + path) as response:
+                    assert response.status == 200
+                    assert await response.read() == media.read(SEG)
+    assert oct(sock.stat().st_mode & 0o777) == oct(0o666)

@@ -23,7 +23,7 @@ def render_site(backends: list[str], port: int, cache_dir: Path, work: Path) -> 
     """The shipped site config with this test's addresses and paths, nothing else changed."""
     site = SITE.read_text()
     servers = "".join(f"    server {b} max_fails=2 fail_timeout=5s;\n" for b in backends)
-    site = re.sub(r"(?m)^    server 127\.0\.0\.1:8080[^\n]*\n", servers, site, count=1)
+    site = re.sub(r"(?m)^    server unix:/run/hls-gateway/[^\n]*\n", servers, site, count=1)
     site = re.sub(r"(?m)^    listen \[::\]:80;\n", "", site)
     site = re.sub(r"(?m)^    listen 80;", f"    listen 127.0.0.1:{port};", site)
     site = site.replace("/var/cache/nginx/hls-playlists", str(work / "playlists"))
