@@ -1,9 +1,13 @@
 """Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway.
 
-    python -m bench.miss_ttfb [--requests 200] [--rounds 3]
+    python -m bench.miss_ttfb [--requests 200] [--rounds 3] [--origin nginx|in-process]
 
 Every request names a segment nobody asked for before (`cold_<n>_seg_003.ts`, which the
-origin serves from one file), so each one is a real miss streamed from upstream. A warm-up
+origin serves from one file), so each one is a real miss streamed from upstream. The origin
+is an nginx process of its own. `--origin in-process` serves it from the load generator's
+own event loop instead (what this script did at first): the direct fetch then never leaves
+the process, while every proxied one crosses into the proxy and back twice, so the
+overhead it reports includes two process wake-ups any proxy pays on this machine. A warm-up
 pass of every path comes first and is not counted (the first run of whichever path went first
 was up to twice as slow), and each path's overhead is taken against the origin's p50 of the
 same round, so that drift between rounds does not count as overhead.
@@ -18,7 +22,17 @@ import statistics
 
 import aiohttp
 
-from bench.common import Gateway, Nginx, SlowOrigin, free_port, make_media, save, ttfb, workdir
+from bench.common import (
+    Gateway,
+    Nginx,
+    SlowOrigin,
+    free_port,
+    make_media,
+    save,
+    static_nginx,
+    ttfb,
+    workdir,
+)
 
 _names = itertools.count()
 
@@ -35,14 +49,21 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--origin", choices=("nginx", "in-process"), default="nginx")
     args = parser.parse_args()
     with workdir() as work:
         media = make_media(work)
-        origin = SlowOrigin(media, 0.0)
-        runner = await origin.start()
+        runner = None
+        if args.origin == "nginx":
+            origin_nginx = static_nginx(work / "origin", media, cold_names=True)
+            origin_base = f"http://127.0.0.1:{origin_nginx.port}"
+        else:
+            origin = SlowOrigin(media, 0.0)
+            runner = await origin.start()
+            origin_base = origin.base
         nginx = Nginx(work / "nginx", free_port())
         nginx.start(
-            f"    location /vod/ {{ proxy_pass {origin.base}; proxy_cache edge; "
+            f"    location /vod/ {{ proxy_pass {origin_base}; proxy_cache edge; "
             "proxy_cache_valid 200 1h; proxy_buffering on; }"
         )
         gateway = Gateway(free_port(), work / "cache")
@@ -53,9 +74,9 @@ async def main() -> None:
             "gateway": [],
         }
         try:
-            token_base = gateway.mint(f"{origin.base}/vod/seg_000.ts").rsplit("/", 1)[0]
+            token_base = gateway.mint(f"{origin_base}/vod/seg_000.ts").rsplit("/", 1)[0]
             makers = {
-                "origin direct": lambda name: f"{origin.base}/vod/{name}",
+                "origin direct": lambda name: f"{origin_base}/vod/{name}",
                 "nginx proxy_cache": lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}",
                 "gateway": lambda name: f"{token_base}/{name}",
             }
@@ -68,8 +89,14 @@ async def main() -> None:
         finally:
             gateway.stop()
             nginx.stop()
-            await runner.cleanup()
-    print(f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run\n")
+            if runner is not None:
+                await runner.cleanup()
+            else:
+                origin_nginx.stop()
+    print(
+        f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run, "
+        f"origin: {args.origin}\n"
+    )
     print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin |")
     print("|---|---|---|---|")
     origin_p50s = [statistics.median(r) for r in results["origin direct"]]

@@ -203,7 +203,7 @@ class Fetcher:
             )
             # A range request that upstream answered in full is the whole object.
             key = flight.key if response.status == 206 else self.key_for(target.upstream_url)
-            await self._fill(flight, key, head, first, chunks, claim)
+            await self._fill(flight, key, head, first, chunks, claim, response.hold_reading)
 
         try:
             await self._guarded(flight, body, _redact(target.upstream_url))
@@ -278,19 +278,19 @@ class Fetcher:
         first: bytes,
         chunks: AsyncIterator[bytes],
         claim: Claim | None = None,
+        hold_upstream: Callable[[], Callable[[], None]] | None = None,
     ) -> None:
         temp, fd = self._cache.temp_files.take()
         fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd)
         if first:
             fill.append(first)
-        flight.head.set_result(head)
-        if claim is not None and self._locks is not None:
-            shared = {"head": asdict(head), "temp": str(fill.temp)} if fill.on_disk else {}
-            await self._locks.publish(claim, state="filling" if shared else "nodisk", **shared)
-        self._metrics.fills_in_flight.inc()
-        too_big = self._cache.max_object_bytes
-        expected = head.content_length
+        # The waiting clients send the head and the first chunk before more is read.
+        resume_upstream = hold_upstream() if hold_upstream is not None else None
         try:
+            flight.head.set_result(head)
+            if claim is not None and self._locks is not None:
+                shared = {"head": asdict(head), "temp": str(fill.temp)} if fill.on_disk else {}
+                await self._locks.publish(claim, state="filling" if shared else "nodisk", **shared)
             # Readers first: each chunk reaches them in memory and is written to disk once
             # they had their turn to send it (a chunk already buffered from upstream comes
             # back without a suspension, so without the yield a fast origin's whole body was
@@ -298,10 +298,19 @@ class Fetcher:
             # for the commit instead: a client that has every byte and asks again at once
             # then finds the entry, and its request is not held up by this commit.
             await asyncio.sleep(0)
+        finally:
+            if resume_upstream is not None:
+                resume_upstream()
+        self._metrics.fills_in_flight.inc()
+        too_big = self._cache.max_object_bytes
+        expected = head.content_length
+        try:
             fill.flush()
             async for chunk in chunks:
-                fill.append(chunk)
-                if expected is None or fill.written < expected:
+                last = expected is not None and fill.written + len(chunk) >= expected
+                # The last chunk is the readers' once the entry is committed (`finish()`).
+                fill.append(chunk, readable=not last)
+                if not last:
                     await asyncio.sleep(0)
                 fill.flush()
                 if fill.written > too_big and fill.readers == 0:

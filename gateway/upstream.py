@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -107,11 +107,35 @@ class UpstreamResponse:
             parts.append(chunk)
         return b"".join(parts)
 
+    def hold_reading(self) -> Callable[[], None]:
+        """Read nothing more from upstream until the returned function is called.
+
+        An event loop reads ready sockets before it runs the tasks woken meanwhile, so
+        without this the clients handed a fill's first chunk waited behind the next
+        reads of its body (0.1-0.6 ms per cold miss, `bench/miss_ttfb.py`). Reading that
+        aiohttp's own flow control already holds is left alone.
+        """
+        connection = self._response.connection
+        transport = connection.transport if connection is not None else None
+        if transport is None or not transport.is_reading():
+            return _nothing
+
+        def resume() -> None:
+            if not transport.is_closing():
+                transport.resume_reading()
+
+        transport.pause_reading()
+        return resume
+
     def release(self) -> None:
         self._response.release()
 
     def abort(self) -> None:
         self._response.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _map_status(status: int, retry_after: str | None = None) -> UpstreamError:

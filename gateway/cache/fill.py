@@ -37,6 +37,7 @@ class Fill:
         """`fd`: `temp` already created and open (else it is created here)."""
         self.temp = temp
         self.written = 0
+        self._readable = 0  # readers get bytes up to here: `written`, less an end held back
         self.done = False
         self.error: GatewayError | None = None
         self.disk_failed: OSError | None = None
@@ -62,16 +63,18 @@ class Fill:
         """True while the disk took every byte flushed so far (the object can still be cached)."""
         return self.disk_failed is None
 
-    def append(self, data: bytes) -> None:
-        """Give `data` to the readers now; it reaches the temp file at the next `flush()` (or
-        when a reader needs it from there)."""
+    def append(self, data: bytes, *, readable: bool = True) -> None:
+        """Give `data` to the readers now (`readable=False`: at `finish()`); it reaches the
+        temp file at the next `flush()` (or when a reader needs it from there)."""
         if self.disk_failed is None:
             self._pending.append(data)
             self._remember(data)
         else:
             self._spill.append(data)
         self.written += len(data)
-        self._wake()
+        if readable:
+            self._readable = self.written
+            self._wake()
 
     def flush(self) -> None:
         """Write what was appended since the last flush (a short write is retried; a failed
@@ -103,6 +106,7 @@ class Fill:
     def finish(self, error: GatewayError | None = None) -> None:
         if error is None:
             self.flush()
+        self._readable = self.written
         self.done = True
         self.error = error
         self._wake()
@@ -147,8 +151,8 @@ class Fill:
         The caller must have called `attach()` and must call `detach()` afterwards.
         """
         while True:
-            if offset < self.written:
-                chunk = self._read(offset, min(READ_CHUNK, self.written - offset))
+            if offset < self._readable:
+                chunk = self._read(offset, min(READ_CHUNK, self._readable - offset))
                 offset += len(chunk)
                 yield chunk
             elif self.done:

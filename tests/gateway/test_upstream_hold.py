@@ -1,0 +1,47 @@
+"""An upstream response can stop being read for a moment (while its waiting clients send
+what arrived), and is read on afterwards without losing a byte."""
+
+from gateway.settings import Settings
+from gateway.upstream import UpstreamClient
+
+SEG = "/ts/seg_000.ts"
+
+
+def reading(response) -> bool:
+    return response._response.connection.transport.is_reading()
+
+
+async def test_held_reading_resumes_and_the_body_arrives_whole(origin, media, tmp_path):
+    origin.behave(SEG, drip=(16 * 1024, 0.01))  # still arriving while it is held
+    client = UpstreamClient(Settings(allow_private_upstreams=True, cache_dir=tmp_path))
+    await client.start()
+    try:
+        response = await client.open(origin.base_url + SEG, ())
+        assert reading(response)
+        resume = response.hold_reading()
+        assert not reading(response)
+        resume()
+        assert reading(response)
+        body = await response.read(10 * 1024 * 1024)
+        assert body == media.read(SEG)
+        response.release()
+    finally:
+        await client.close()
+
+
+async def test_reading_held_by_flow_control_is_left_alone(origin, tmp_path):
+    origin.behave(SEG, drip=(16 * 1024, 0.01))
+    client = UpstreamClient(Settings(allow_private_upstreams=True, cache_dir=tmp_path))
+    await client.start()
+    try:
+        response = await client.open(origin.base_url + SEG, ())
+        transport = response._response.connection.transport
+        transport.pause_reading()  # as aiohttp does when its buffer is full
+        resume = response.hold_reading()
+        resume()
+        assert not transport.is_reading()  # still aiohttp's to resume
+        transport.resume_reading()
+        response.abort()
+        response.hold_reading()()  # a closed connection: nothing to hold, nothing raised
+    finally:
+        await client.close()
