@@ -229,18 +229,20 @@ class Fetcher:
         """Run a flight's body: cache re-check, cross-worker lead, and every failure mapped."""
         claim: Claim | None = None
         try:
-            # A client that missed the cache just before another flight for this object
-            # committed it would otherwise fetch it again.
-            stored = await self._cache.lookup(flight.name)
-            if stored is not None:
-                flight.head.set_result(Stored(*stored))
-                return
             if self._locks is not None:
                 claim = await self._locks.claim(flight.name)
                 if claim is None:
                     if await self._follow(flight, self._locks):
                         return
                     claim = await self._locks.claim(flight.name)  # the leader is gone
+            # A client that missed the cache just before another flight for this object
+            # committed it would otherwise fetch it again. Looked up once this worker leads:
+            # a leader commits before it lets go of the lock, so a commit that came before
+            # the claim is found here (looked up before the claim, it could slip between).
+            stored = await self._cache.lookup(flight.name)
+            if stored is not None:
+                flight.head.set_result(Stored(*stored))
+                return
             await body(claim)
         except GatewayError as exc:
             if not flight.head.done():
