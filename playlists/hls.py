@@ -149,6 +149,22 @@ def rewrite(
         directory = _one_absolute_directory(uri_lines)
     if rewriter.fast_keep and plain_text and _uri_lines_all_plain(text, uri_lines):
         out = rewriter.tag_lines(text)
+    elif (
+        plain_text
+        and "/" not in uri_lines
+        and "\r" not in uri_lines
+        and _uri_lines_all_plain(text, uri_lines)
+    ):
+        # Flat names beside a playlist that is not kept: each is `make_ref(directory + name)`,
+        # made in one pass over the lines instead of a parse per line.
+        beside = rewriter.base_directory
+        named = "\n".join(
+            [
+                line if not line or line[0] == "#" else make_ref(beside + line)
+                for line in text.split("\n")
+            ]
+        )
+        out = rewriter.tag_lines(named) or named
     elif directory is not None and directory_ref is not None:
         moved = text.replace("\n" + directory, "\n" + directory_ref(directory))
         out = rewriter.tag_lines(moved) or moved

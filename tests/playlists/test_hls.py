@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.links import RefMaker
 from gateway.signing import Grant, Signer
 from playlists.errors import PlaylistError
-from playlists.hls import PlaylistInfo, inspect, is_playlist, rewrite
+from playlists.hls import PlaylistInfo, _Rewriter, inspect, is_playlist, rewrite
 from playlists.urls import resolve
 from tests.support.corpus import HLS_CORPUS as CORPUS
 
@@ -381,13 +381,17 @@ def test_rewriting_keeps_line_count_and_every_line_without_a_uri(segments, endin
 _CDN = "https://cdn.example/vod/title/"
 
 
+# Segment names with every character that could trip a one-pass rewrite.
+_ODD_NAMES = st.lists(
+    st.text(alphabet=st.sampled_from("ab0._-~%$?=&/ #\\{}"), min_size=0, max_size=8),
+    min_size=1,
+    max_size=12,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    names=st.lists(
-        st.text(alphabet=st.sampled_from("ab0._-~%$?=&/ #\\{}"), min_size=0, max_size=8),
-        min_size=1,
-        max_size=12,
-    ),
+    names=_ODD_NAMES,
     stray=st.sampled_from(["", "https://other.example/x/", "rel/", "HTTPS://cdn.example/vod/title/"]),
     key=st.booleans(),
     ending=st.sampled_from(["\n", "\r\n"]),
@@ -415,6 +419,35 @@ def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
         directory_ref=one_pass.directory,
     )
     assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=_ODD_NAMES,
+    keep=st.sampled_from(
+        [
+            None,
+            "https://other.example/vod/",
+            "https://origin.example/vod/title/sub/",
+            "https://origin.example/vod/",  # the playlist's own directory is kept
+        ]
+    ),
+    tags=st.booleans(),
+    ending=st.sampled_from(["\n", "\r\n"]),
+)
+def test_flat_names_not_kept_rewrite_the_same_in_one_pass_as_line_by_line(
+    names, keep, tags, ending
+):
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
+    if tags:
+        lines += ['#EXT-X-KEY:METHOD=AES-128,URI="k/1.key"', '#EXT-X-MAP:URI="init.mp4"']
+    for name in names:
+        lines += ["#EXTINF:4,", name]
+    body = ending.join(lines).encode() + ending.encode()
+    base = "https://origin.example/vod/title/index.m3u8"
+    line_by_line = _Rewriter(base, keep, ref).every_line(body.decode())
+    expected = body if line_by_line is None else line_by_line.encode()
+    assert rewrite(body, base_url=base, keep_relative_inside=keep, make_ref=ref) == expected
 
 
 # --- corpus --------------------------------------------------------------------------------
