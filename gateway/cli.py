@@ -246,7 +246,12 @@ def _unix_socket(path: Path) -> socket.socket:
             raise SettingsError(f"GATEWAY_UNIX_SOCKET: {path} exists and is not a socket")
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        problem = f"cannot listen on {path}: {exc.strerror}"
+        raise SettingsError(f"GATEWAY_UNIX_SOCKET: {problem}") from None
     path.chmod(0o666)
     sock.listen(1024)
     sock.set_inheritable(True)

@@ -87,6 +87,13 @@ async def test_a_single_worker_listens_on_the_unix_socket_too(tmp_path, origin, 
         f"hls-gateway: GATEWAY_UNIX_SOCKET: {sock} exists and is not a socket"
     )
     assert sock.read_bytes() == b"keep"
+    missing = tmp_path / "no-such-directory" / "gateway.sock"
+    with pytest.raises(GatewayExited) as refused:
+        async with gateway_process(tmp_path / "refused", unix_socket=str(missing)):
+            pass
+    assert refused.value.stderr.strip() == (
+        f"hls-gateway: GATEWAY_UNIX_SOCKET: cannot listen on {missing}: No such file or directory"
+    )
     sock.unlink()
     for _ in range(2):  # the second start replaces the socket file the first one left
         async with gateway_process(tmp_path / "cache", unix_socket=str(sock)) as gateway:
