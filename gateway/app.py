@@ -12,7 +12,7 @@ from gateway import protocol_errors
 from gateway.admin import AdminApi
 from gateway.api import STATIC_DIR, LinksApi, Readiness, healthz, index_page
 from gateway.as_hls import AsHlsHandler
-from gateway.cache.index import CacheIndex, IndexUnavailable
+from gateway.cache.index import CacheIndex, IndexUnavailable, RedisIndex
 from gateway.cache.segments import SegmentCache
 from gateway.cache.shared_flight import FlightLocks
 from gateway.dash_hls import DashAsHls
@@ -64,8 +64,16 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
     client = UpstreamClient(settings)
     cache = SegmentCache(settings, index)
     metrics = Metrics()
+    # Claims check the index in the same round trip when it is the one these settings name
+    # (an index handed in may live under another prefix).
+    entries_key = cache.index.entries_key if isinstance(cache.index, RedisIndex) else None
     locks = (
-        FlightLocks(settings.redis_url, prefix=settings.redis_prefix, node=settings.node_name)
+        FlightLocks(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            node=settings.node_name,
+            entries_key=entries_key if index is None else None,
+        )
         if settings.redis_url
         else None
     )

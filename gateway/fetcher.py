@@ -22,7 +22,13 @@ from gateway.cache.entry import Entry
 from gateway.cache.fill import Fill
 from gateway.cache.keys import cache_key, storage_name
 from gateway.cache.segments import SegmentCache, new_entry
-from gateway.cache.shared_flight import LOCK_SECONDS, Claim, FlightLocks, RemoteFill
+from gateway.cache.shared_flight import (
+    LOCK_SECONDS,
+    Claim,
+    Committed,
+    FlightLocks,
+    RemoteFill,
+)
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -230,18 +236,17 @@ class Fetcher:
         claim: Claim | None = None
         try:
             if self._locks is not None:
-                claim = await self._locks.claim(flight.name)
-                if claim is None:
-                    if await self._follow(flight, self._locks):
-                        return
-                    claim = await self._locks.claim(flight.name)  # the leader is gone
+                claim = await self._lead(flight, self._locks)
+                if flight.head.done():
+                    return
             # A client that missed the cache just before another flight for this object
             # committed it would otherwise fetch it again. Looked up once this worker leads:
             # a leader commits before it lets go of the lock, so a commit that came before
             # the claim is found here (looked up before the claim, it could slip between).
-            stored = await self._cache.lookup(flight.name)
-            if stored is not None:
-                flight.head.set_result(Stored(*stored))
+            # A claim that checked the index has looked already.
+            if (self._locks is None or not self._locks.checks_index) and await self._found(
+                flight
+            ):
                 return
             await body(claim)
         except GatewayError as exc:
@@ -345,6 +350,30 @@ class Fetcher:
         self._forget(flight)
         fill.finish()
 
+    async def _lead(self, flight: Flight, locks: FlightLocks) -> Claim | None:
+        """The claim to lead this fill under; or the flight's head is set, because the
+        object was committed or another worker's fill of it was followed."""
+        for _ in range(3):
+            claim = await locks.claim(flight.name)
+            if isinstance(claim, Committed):
+                if await self._found(flight):
+                    return None
+                continue  # the index named a file that is gone; the lookup dropped it
+            if claim is None:
+                if await self._follow(flight, locks):
+                    return None
+                continue  # the leader failed or died
+            return claim
+        return None  # lead without a lock rather than go round again
+
+    async def _found(self, flight: Flight) -> bool:
+        """Whether the object is committed (then the flight's head says where)."""
+        stored = await self._cache.lookup(flight.name)
+        if stored is None:
+            return False
+        flight.head.set_result(Stored(*stored))
+        return True
+
     def _forget(self, flight: Flight) -> None:
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
@@ -355,11 +384,8 @@ class Fetcher:
         while time.monotonic() < deadline:
             info = await locks.peek(flight.name)
             if info is None:
-                stored = await self._cache.lookup(flight.name)
-                if stored is None:
-                    return False  # the leader failed or died: take over
-                flight.head.set_result(Stored(*stored))
-                return True
+                # Committed, or else the leader failed or died: take over.
+                return await self._found(flight)
             if info.get("state") in ("manifest", "nodisk"):
                 return False
             if "head" in info and "temp" in info:

@@ -94,14 +94,14 @@ class ProxyHandler:
             whole = await self._cache.lookup(whole_name)
             if whole is not None:
                 return await self._hit(request, *whole)
-        name = (
-            whole_name
-            if range_header is None
-            else storage_name(self._fetcher.key_for(upstream_url, range_header))
-        )
-        hit = await self._cache.lookup(name)
-        if hit is not None:
-            return await self._hit(request, *hit)
+        key = self._fetcher.key_for(upstream_url, range_header)
+        name = whole_name if range_header is None else storage_name(key)
+        # An object whose flight is under way is not committed yet: join without asking the
+        # index (a round trip to Redis for every client of a hot live segment).
+        if not self._fetcher.in_flight(key):
+            hit = await self._cache.lookup(name)
+            if hit is not None:
+                return await self._hit(request, *hit)
 
         try:
             joined = await self._join(Target(grant, upstream_url, range_header))

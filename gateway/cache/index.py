@@ -143,6 +143,11 @@ class RedisIndex:
         self._put = self._redis.register_script(_PUT)
         self._remove = self._redis.register_script(_REMOVE)
 
+    @property
+    def entries_key(self) -> str:
+        """The hash of committed entries, by name."""
+        return self._keys[0]
+
     async def get(self, name: str) -> Entry | None:
         raw = await self._call(self._redis.hget(self._keys[0], name))
         return Entry.from_json(raw) if raw else None

@@ -41,6 +41,18 @@ if value and cjson.decode(value)['token'] == ARGV[1] then
 end
 return 0
 """
+# Take the lock unless the object is already in the index (KEYS[2], when checked): one round
+# trip, and exact, since a leader commits before it lets go of its lock. 2: committed,
+# 1: taken, 0: another worker leads.
+_CLAIM = """
+if #KEYS > 1 and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 2
+end
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
 _EXTEND = """
 local value = redis.call('GET', KEYS[1])
 if value and cjson.decode(value)['token'] == ARGV[1] then
@@ -58,26 +70,50 @@ class Claim:
     keeper: asyncio.Task[None] | None = None
 
 
+class Committed:
+    """What `FlightLocks.claim` returns when the index already holds the object."""
+
+
+COMMITTED = Committed()
+
+
 class FlightLocks:
-    def __init__(self, url: str, *, prefix: str, node: str) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, node: str, entries_key: str | None = None
+    ) -> None:
+        """`entries_key`: the index's hash of committed objects (same Redis, same node tag),
+        checked by each claim."""
         self._redis = connect(url)
         self._prefix = f"{prefix}:{{{node}}}:flight:"
+        self._entries_key = entries_key
+        self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
         self._extend = self._redis.register_script(_EXTEND)
+
+    @property
+    def checks_index(self) -> bool:
+        """Whether a claim also finds objects already committed (else look them up)."""
+        return self._entries_key is not None
 
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def claim(self, name: str) -> Claim | None:
-        """Lead the fill of `name`, or None if another worker leads it (or Redis is away)."""
+    async def claim(self, name: str) -> Claim | Committed | None:
+        """Lead the fill of `name` (also when Redis is away), or None if another worker
+        leads it, or `COMMITTED` if the index checked (`checks_index`) already holds it."""
         token = secrets.token_hex(8)
         value = {"token": token, "pid": os.getpid()}
         key = self._prefix + name
+        keys = [key] if self._entries_key is None else [key, self._entries_key]
         try:
-            won = await self._redis.set(key, json.dumps(value), nx=True, px=_ms(LOCK_SECONDS))
+            outcome = await self._claim(
+                keys=keys, args=[name, json.dumps(value), _ms(LOCK_SECONDS)]
+            )
         except RedisError:
             return Claim(key, token, value)  # no coordination possible: lead alone
-        if not won:
+        if outcome == 2:
+            return COMMITTED
+        if not outcome:
             return None
         claim = Claim(key, token, value)
         claim.keeper = asyncio.create_task(self._keep(claim))

@@ -85,3 +85,54 @@ async def test_a_leader_that_died_mid_fill_cuts_followers_short_and_leaves_no_en
         # Nothing partial was cached: the next request fetches and gets every byte.
         assert await body_of(second.mint(url)) == full
     assert origin.count(SEG) == 1
+
+
+async def test_a_claim_finds_an_object_already_committed_in_the_same_round_trip(redis_url):
+    from gateway.cache.index import RedisIndex
+    from gateway.cache.segments import new_entry
+    from gateway.cache.shared_flight import Committed, FlightLocks
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    index = RedisIndex(redis_url, 10**9, prefix=prefix, node="node-1")
+    locks = FlightLocks(redis_url, prefix=prefix, node="node-1", entries_key=index.entries_key)
+    probe = aioredis.from_url(redis_url)
+    try:
+        assert locks.checks_index
+        await index.put(new_entry("done", "key", 10, "video/mp2t"))
+        assert isinstance(await locks.claim("done"), Committed)
+        assert await probe.keys(f"{prefix}:*flight:*") == []  # no lock taken for it
+
+        first = await locks.claim("fresh")
+        assert first is not None and not isinstance(first, Committed)
+        assert await locks.claim("fresh") is None  # led by the first claim
+        await locks.release(first)
+    finally:
+        await index.clear()
+        await index.close()
+        await locks.close()
+        await probe.aclose()
+
+
+async def test_clients_joining_a_fill_under_way_do_not_ask_the_index(make_gateway, redis_url, origin):
+    gw = await make_gateway(
+        redis_url=redis_url, redis_prefix=f"test-{uuid.uuid4().hex}", prefetch_segments=0
+    )
+    origin.behave(SEG, drip=(8 * 1024, 0.05))  # still filling while the others arrive
+    url = gw.mint(origin.base_url + SEG)
+    probe = aioredis.from_url(redis_url)
+
+    async def index_reads() -> int:
+        stats = await probe.info("commandstats")
+        return int(stats.get("cmdstat_hget", {}).get("calls", 0))
+
+    try:
+        before = await index_reads()
+        first = asyncio.create_task(body_of(url))
+        await asyncio.sleep(0.2)
+        assert not first.done()
+        bodies = await asyncio.gather(*(body_of(url) for _ in range(20)))
+        assert await first == bodies[0]
+        assert await index_reads() - before <= 2  # the first client's lookup, and its flight's
+    finally:
+        await probe.aclose()
+        await gw.state.cache.index.clear()
