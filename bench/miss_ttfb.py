@@ -1,4 +1,5 @@
-"""Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway.
+"""Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway (its index
+embedded, and in Redis as deployed with several workers or nodes).
 
     python -m bench.miss_ttfb [--requests 200] [--rounds 3] [--origin nginx|in-process]
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import statistics
+from collections.abc import Callable
 
 import aiohttp
 
@@ -33,6 +36,7 @@ from bench.common import (
     ttfb,
     workdir,
 )
+from tests.support.redis_server import throwaway_redis
 
 _names = itertools.count()
 
@@ -45,54 +49,63 @@ async def measure(session: aiohttp.ClientSession, make_url: object, count: int) 
     return times
 
 
+def directory_of(gateway: Gateway, origin_base: str) -> Callable[[str], str]:
+    """Gateway links for any name beside the origin's segments."""
+    token_base = gateway.mint(f"{origin_base}/vod/seg_000.ts").rsplit("/", 1)[0]
+    return lambda name: f"{token_base}/{name}"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--origin", choices=("nginx", "in-process"), default="nginx")
     args = parser.parse_args()
-    with workdir() as work:
+    with workdir() as work, contextlib.ExitStack() as stack:
         media = make_media(work)
         runner = None
         if args.origin == "nginx":
             origin_nginx = static_nginx(work / "origin", media, cold_names=True)
+            stack.callback(origin_nginx.stop)
             origin_base = f"http://127.0.0.1:{origin_nginx.port}"
         else:
             origin = SlowOrigin(media, 0.0)
             runner = await origin.start()
             origin_base = origin.base
         nginx = Nginx(work / "nginx", free_port())
+        stack.callback(nginx.stop)
         nginx.start(
             f"    location /vod/ {{ proxy_pass {origin_base}; proxy_cache edge; "
             "proxy_cache_valid 200 1h; proxy_buffering on; }"
         )
         gateway = Gateway(free_port(), work / "cache")
+        stack.callback(gateway.stop)
         gateway.start(prefetch_segments="0")
-        results: dict[str, list[list[float]]] = {
-            "origin direct": [],
-            "nginx proxy_cache": [],
-            "gateway": [],
-        }
+        # As deployed with several workers or nodes: the index in Redis (its own server).
+        (work / "redis").mkdir()
+        redis_url = stack.enter_context(throwaway_redis(work / "redis"))
+        shared = Gateway(free_port(), work / "cache-redis")
+        stack.callback(shared.stop)
+        shared.start(prefetch_segments="0", redis_url=redis_url)
+        results: dict[str, list[list[float]]] = {}
         try:
-            token_base = gateway.mint(f"{origin_base}/vod/seg_000.ts").rsplit("/", 1)[0]
             makers = {
                 "origin direct": lambda name: f"{origin_base}/vod/{name}",
                 "nginx proxy_cache": lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}",
-                "gateway": lambda name: f"{token_base}/{name}",
+                "gateway": directory_of(gateway, origin_base),
+                "gateway, Redis index": directory_of(shared, origin_base),
             }
             async with aiohttp.ClientSession() as session:
                 for make in makers.values():
                     await measure(session, make, args.requests // 4)
                 for _ in range(max(2, args.rounds)):
                     for name, make in makers.items():
-                        results[name].append(await measure(session, make, args.requests))
+                        results.setdefault(name, []).append(
+                            await measure(session, make, args.requests)
+                        )
         finally:
-            gateway.stop()
-            nginx.stop()
             if runner is not None:
                 await runner.cleanup()
-            else:
-                origin_nginx.stop()
     print(
         f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run, "
         f"origin: {args.origin}\n"
