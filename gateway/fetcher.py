@@ -289,8 +289,10 @@ class Fetcher:
     ) -> None:
         temp, fd = self._cache.temp_files.take()
         fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd)
+        expected = head.content_length
         if first:
-            fill.append(first)
+            # A body that came whole in its first read is held back like any last chunk.
+            fill.append(first, readable=expected is None or len(first) < expected)
         # The waiting clients send the head and the first chunk before more is read.
         resume_upstream = hold_upstream() if hold_upstream is not None else None
         try:
@@ -310,7 +312,6 @@ class Fetcher:
                 resume_upstream()
         self._metrics.fills_in_flight.inc()
         too_big = self._cache.max_object_bytes
-        expected = head.content_length
         try:
             fill.flush()
             async for chunk in chunks:
