@@ -66,13 +66,13 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
     metrics = Metrics()
     # Claims check the index in the same round trip when it is the one these settings name
     # (an index handed in may live under another prefix).
-    entries_key = cache.index.entries_key if isinstance(cache.index, RedisIndex) else None
+    checked = cache.index if index is None and isinstance(cache.index, RedisIndex) else None
     locks = (
         FlightLocks(
             settings.redis_url,
             prefix=settings.redis_prefix,
             node=settings.node_name,
-            entries_key=entries_key if index is None else None,
+            entries_key=checked.entries_key if checked is not None else None,
         )
         if settings.redis_url
         else None

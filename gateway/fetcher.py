@@ -288,11 +288,10 @@ class Fetcher:
         hold_upstream: Callable[[], Callable[[], None]] | None = None,
     ) -> None:
         temp, fd = self._cache.temp_files.take()
-        fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd)
         expected = head.content_length
+        fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd, expected=expected)
         if first:
-            # A body that came whole in its first read is held back like any last chunk.
-            fill.append(first, readable=expected is None or len(first) < expected)
+            fill.append(first)
         # The waiting clients send the head and the first chunk before more is read.
         resume_upstream = hold_upstream() if hold_upstream is not None else None
         try:
@@ -304,8 +303,7 @@ class Fetcher:
             # they had their turn to send it (a chunk already buffered from upstream comes
             # back without a suspension, so without the yield a fast origin's whole body was
             # written before any waiting client got its first byte). The last chunk waits
-            # for the commit instead: a client that has every byte and asks again at once
-            # then finds the entry, and its request is not held up by this commit.
+            # for the commit instead (`Fill`), and nobody waits for it to be written.
             await asyncio.sleep(0)
         finally:
             if resume_upstream is not None:
@@ -315,10 +313,8 @@ class Fetcher:
         try:
             fill.flush()
             async for chunk in chunks:
-                last = expected is not None and fill.written + len(chunk) >= expected
-                # The last chunk is the readers' once the entry is committed (`finish()`).
-                fill.append(chunk, readable=not last)
-                if not last:
+                fill.append(chunk)
+                if not fill.complete:
                     await asyncio.sleep(0)
                 fill.flush()
                 if fill.written > too_big and fill.readers == 0:

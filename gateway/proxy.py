@@ -49,7 +49,8 @@ class _Route:
     grant: Grant
     rest: str
     url: str  # upstream
-    name: str  # the cache name of the whole object
+    key: str  # the cache key of the whole object
+    name: str  # its cache name
     expires: float  # when the grant does (unix time)
 
 
@@ -94,8 +95,11 @@ class ProxyHandler:
             whole = await self._cache.lookup(whole_name)
             if whole is not None:
                 return await self._hit(request, *whole)
-        key = self._fetcher.key_for(upstream_url, range_header)
-        name = whole_name if range_header is None else storage_name(key)
+        if range_header is None:
+            key, name = route.key, whole_name
+        else:
+            key = self._fetcher.key_for(upstream_url, range_header)
+            name = storage_name(key)
         # An object whose flight is under way is not committed yet: join without asking the
         # index (a round trip to Redis for every client of a hot live segment).
         if not self._fetcher.in_flight(key):
@@ -260,11 +264,13 @@ class ProxyHandler:
         except PathEscapeError:
             raise Forbidden("path leaves the granted directory") from None
         upstream_url = grant.directory + clean + sep + query
+        key = self._fetcher.key_for(upstream_url)
         route = _Route(
             grant,
             rest + sep + query,
             upstream_url,
-            storage_name(self._fetcher.key_for(upstream_url)),
+            key,
+            storage_name(key),
             math.inf if grant.expires is None else float(grant.expires),
         )
         put_newest(self._routes, raw, route, _ROUTES_REMEMBERED)

@@ -147,14 +147,10 @@ def rewrite(
     directory = None
     if uri_lines and directory_ref is not None:
         directory = _one_absolute_directory(uri_lines)
-    if rewriter.fast_keep and plain_text and _uri_lines_all_plain(text, uri_lines):
+    all_plain = plain_text and _uri_lines_all_plain(text, uri_lines)
+    if rewriter.fast_keep and all_plain:
         out = rewriter.tag_lines(text)
-    elif (
-        plain_text
-        and "/" not in uri_lines
-        and "\r" not in uri_lines
-        and _uri_lines_all_plain(text, uri_lines)
-    ):
+    elif all_plain and "/" not in uri_lines and "\r" not in uri_lines:
         # Flat names beside a playlist that is not kept: each is `make_ref(directory + name)`,
         # made in one pass over the lines instead of a parse per line.
         beside = rewriter.base_directory

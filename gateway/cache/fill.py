@@ -33,11 +33,17 @@ RECENT_BYTES = 1024 * 1024
 class Fill:
     """A temp file that grows; `done` once the body is complete (or `error` is set)."""
 
-    def __init__(self, temp: Path, readers: int = 0, fd: int | None = None) -> None:
-        """`fd`: `temp` already created and open (else it is created here)."""
+    def __init__(
+        self, temp: Path, readers: int = 0, fd: int | None = None, expected: int | None = None
+    ) -> None:
+        """`fd`: `temp` already created and open (else it is created here). `expected`: the
+        body's length, when known; the chunk that completes it reaches the readers only at
+        `finish()`, so a client that has every byte and asks again at once finds the entry
+        committed, not this fill."""
         self.temp = temp
         self.written = 0
-        self._readable = 0  # readers get bytes up to here: `written`, less an end held back
+        self._expected = expected
+        self._readable = 0  # readers get bytes up to here: `written`, less the held-back end
         self.done = False
         self.error: GatewayError | None = None
         self.disk_failed: OSError | None = None
@@ -63,18 +69,23 @@ class Fill:
         """True while the disk took every byte flushed so far (the object can still be cached)."""
         return self.disk_failed is None
 
-    def append(self, data: bytes, *, readable: bool = True) -> None:
-        """Give `data` to the readers now (`readable=False`: at `finish()`); it reaches the
-        temp file at the next `flush()` (or when a reader needs it from there)."""
+    def append(self, data: bytes) -> None:
+        """Give `data` to the readers now (the end of the expected body: at `finish()`); it
+        reaches the temp file at the next `flush()` (or when a reader needs it from there)."""
         if self.disk_failed is None:
             self._pending.append(data)
             self._remember(data)
         else:
             self._spill.append(data)
         self.written += len(data)
-        if readable:
+        if not self.complete:
             self._readable = self.written
             self._wake()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the expected length has arrived (never, when it is not known)."""
+        return self._expected is not None and self.written >= self._expected
 
     def flush(self) -> None:
         """Write what was appended since the last flush (a short write is retried; a failed

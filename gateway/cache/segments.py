@@ -145,10 +145,7 @@ class SegmentCache:
 
     def still_on_disk(self, entry: Entry) -> bool:
         """Whether the committed file is there whole (another node may have evicted it)."""
-        try:
-            return os.stat(self.store.text_path(entry.name)).st_size == entry.size
-        except OSError:
-            return False
+        return _size_of(self.store.text_path(entry.name)) == entry.size
 
     def held(self, name: str, path: Path | None = None, size: int = 0) -> InMemory | None:
         """The object in memory: the RAM tier's copy, else a map of its file (made from
@@ -232,8 +229,8 @@ def new_entry(
     )
 
 
-def _size_of(path: Path) -> int | None:
+def _size_of(path: Path | str) -> int | None:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return None

@@ -64,29 +64,17 @@ async def test_short_writes_are_carried_on_so_the_file_holds_the_whole_body(
     assert fill.on_disk and (tmp_path / "temp").read_bytes() == body
 
 
-async def test_an_end_held_back_reaches_the_readers_only_at_finish(tmp_path):
-    fill = Fill(tmp_path / "temp")
-    got: list[bytearray] = []
-
-    async def reader() -> None:
-        fill.attach()
-        received = bytearray()
-        got.append(received)
-        try:
-            async for chunk in fill.read_from(0):
-                received += chunk
-        finally:
-            fill.detach()
-
-    early = asyncio.create_task(reader())
+async def test_the_end_of_an_expected_body_reaches_the_readers_only_at_finish(tmp_path):
+    fill = Fill(tmp_path / "temp", expected=1010)
+    early_got, late_got = bytearray(), bytearray()
+    early = asyncio.create_task(read_all(fill, into=early_got))
     fill.append(b"a" * 1000)
     await asyncio.sleep(0.01)
-    fill.append(b"b" * 10, readable=False)  # the end of the body, before its commit
-    late = asyncio.create_task(reader())  # a client that arrives now
+    fill.append(b"b" * 10)  # the end of the body, before its commit
+    late = asyncio.create_task(read_all(fill, into=late_got))  # a client that arrives now
     fill.flush()
     await asyncio.sleep(0.01)
-    assert [bytes(r) for r in got] == [b"a" * 1000] * 2
+    assert bytes(early_got) == bytes(late_got) == b"a" * 1000
     assert (tmp_path / "temp").stat().st_size == 1010  # on disk all the same
     fill.finish()
-    await asyncio.gather(early, late)
-    assert [bytes(r) for r in got] == [b"a" * 1000 + b"b" * 10] * 2
+    assert await early == await late == b"a" * 1000 + b"b" * 10

@@ -7,7 +7,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.support.gateway_process import GatewayExited, GatewayProcess, gateway_process
+from tests.support.gateway_process import GatewayExited, gateway_process
 
 SEG = "/ts/seg_003.ts"
 
@@ -21,19 +21,15 @@ async def two_workers(tmp_path, redis_url):
         workers="2",
         unix_socket=str(tmp_path / "gateway.sock"),
     ) as gateway:
-        yield gateway.base_url, gateway.env
-
-
-async def mint(env, upstream: str) -> str:
-    return await GatewayProcess("", env).mint(upstream)
+        yield gateway
 
 
 async def test_fifty_cold_requests_across_two_workers_cause_one_upstream_fetch(
     two_workers, origin, media
 ):
-    base, env = two_workers
+    base = two_workers.base_url
     origin.behave(SEG, drip=(16 * 1024, 0.05))
-    url = await mint(env, origin.base_url + SEG)
+    url = await two_workers.mint(origin.base_url + SEG)
 
     async def one() -> bytes:
         # A connection of its own each, so that the kernel spreads them over both workers.
@@ -61,9 +57,8 @@ async def test_fifty_cold_requests_across_two_workers_cause_one_upstream_fetch(
 
 
 async def test_every_worker_also_answers_on_the_unix_socket(two_workers, tmp_path, origin, media):
-    base, env = two_workers
-    url = await mint(env, origin.base_url + SEG)
-    path = url.removeprefix(base)
+    gateway = two_workers
+    path = (await gateway.mint(origin.base_url + SEG)).removeprefix(gateway.base_url)
     connector = aiohttp.UnixConnector(path=str(tmp_path / "gateway.sock"), force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
 

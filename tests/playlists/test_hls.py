@@ -387,6 +387,15 @@ _ODD_NAMES = st.lists(
     min_size=1,
     max_size=12,
 )
+_ENDINGS = st.sampled_from(["\n", "\r\n"])
+
+
+def vod_playlist(uris: list[str], tags: list[str], ending: str) -> bytes:
+    """A media playlist of `uris` after `tags`, every line ended by `ending`."""
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4", *tags]
+    for uri in uris:
+        lines += ["#EXTINF:4,", uri]
+    return (ending.join(lines) + ending).encode()
 
 
 @settings(max_examples=300, deadline=None)
@@ -394,17 +403,14 @@ _ODD_NAMES = st.lists(
     names=_ODD_NAMES,
     stray=st.sampled_from(["", "https://other.example/x/", "rel/", "HTTPS://cdn.example/vod/title/"]),
     key=st.booleans(),
-    ending=st.sampled_from(["\n", "\r\n"]),
+    ending=_ENDINGS,
 )
 def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
     names, stray, key, ending
 ):
-    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
-    if key:
-        lines.append('#EXT-X-KEY:METHOD=AES-128,URI="https://keys.example/k/1.key"')
-    for index, name in enumerate(names):
-        lines += ["#EXTINF:4,", (stray if index == 1 and stray else _CDN) + name]
-    body = ending.join(lines).encode() + ending.encode()
+    tags = ['#EXT-X-KEY:METHOD=AES-128,URI="https://keys.example/k/1.key"'] if key else []
+    uris = [(stray if index == 1 and stray else _CDN) + name for index, name in enumerate(names)]
+    body = vod_playlist(uris, tags, ending)
 
     def refs() -> RefMaker:
         return RefMaker(Signer(b"test-secret-0123456789"), Grant("https://cdn.example/"), "../")
@@ -433,17 +439,13 @@ def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
         ]
     ),
     tags=st.booleans(),
-    ending=st.sampled_from(["\n", "\r\n"]),
+    ending=_ENDINGS,
 )
 def test_flat_names_not_kept_rewrite_the_same_in_one_pass_as_line_by_line(
     names, keep, tags, ending
 ):
-    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4"]
-    if tags:
-        lines += ['#EXT-X-KEY:METHOD=AES-128,URI="k/1.key"', '#EXT-X-MAP:URI="init.mp4"']
-    for name in names:
-        lines += ["#EXTINF:4,", name]
-    body = ending.join(lines).encode() + ending.encode()
+    with_uris = ['#EXT-X-KEY:METHOD=AES-128,URI="k/1.key"', '#EXT-X-MAP:URI="init.mp4"']
+    body = vod_playlist(names, with_uris if tags else [], ending)
     base = "https://origin.example/vod/title/index.m3u8"
     line_by_line = _Rewriter(base, keep, ref).every_line(body.decode())
     expected = body if line_by_line is None else line_by_line.encode()
