@@ -16,8 +16,10 @@ from gateway.cache.index import CacheIndex, IndexUnavailable, RedisIndex
 from gateway.cache.segments import SegmentCache
 from gateway.cache.shared_flight import FlightLocks
 from gateway.dash_hls import DashAsHls
-from gateway.fast_lane import FAST_LANE, FastLane
+from gateway.fast_lane import FastLane
 from gateway.fetcher import Fetcher
+from gateway.lane_connection import FAST_LANE, LANE_WAITS
+from gateway.lane_waits import WaitedAnswers
 from gateway.links import AS_HLS_PREFIX, Links
 from gateway.manifests import ManifestService
 from gateway.metrics import Metrics
@@ -138,7 +140,9 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
         accel_prefix=settings.accel_redirect_prefix,
         metrics=metrics,
     )
-    app[FAST_LANE] = FastLane(proxy.answer_now, front)
+    lane = FastLane(proxy.answer_now, front)
+    app[FAST_LANE] = lane
+    app[LANE_WAITS] = WaitedAnswers(proxy, lane)
     api = LinksApi(links, settings.api_key)
     app.router.add_get("/p/{tail:.*}", proxy.handle)
     dash_as_hls = DashAsHls(fetcher, links, settings)

@@ -288,7 +288,7 @@ async def _serve(
     runner_options: dict[str, object],
 ) -> None:
     """Serve `app` until a signal ends the process (SIGTERM/SIGINT raise GracefulExit)."""
-    from gateway.fast_lane import GatewayRunner
+    from gateway.lane_connection import GatewayRunner
 
     runner = GatewayRunner(app, handle_signals=True, **runner_options)  # type: ignore[arg-type]
     await runner.setup()

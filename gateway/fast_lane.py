@@ -3,36 +3,31 @@
 A cached playlist or a hot segment is decided the moment its request line and headers
 arrive. Building an aiohttp request, a task, the middleware chain and a response object
 around it costs several times what the answer itself does, so for these the connection
-writes the bytes directly. The answers come from the same functions the full stack uses
-(`gateway.serve`), with the same front-door headers; anything the lane is unsure of (a body,
-HEAD, HTTP/1.0, pipelining, a connection that is not idle or has output queued, a path not
-verified by the full stack before) takes the full stack, which stays the reference.
+(`gateway.lane_connection`) writes the bytes directly. The answers come from the same
+functions the full stack uses (`gateway.serve`), with the same front-door headers; anything
+the lane is unsure of (a body, HEAD, HTTP/1.0, pipelining, a connection that is not idle or
+has output queued) takes the full stack, which stays the reference. A request the lane can
+judge but whose answer is not in memory is answered after a wait (`gateway.lane_waits`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
 
-from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
-from aiohttp.web_protocol import RequestHandler
 
-from gateway.access_log import AccessRecord, GatewayAccessLogger
+from gateway.access_log import AccessRecord
 from gateway.middleware import FrontDoor, allow_headers
-from gateway.serve import BODY_SLICE, Answer, Conditions, writes_by_reference
-
-log = logging.getLogger("gateway.fast_lane")
+from gateway.serve import BODY_SLICE, Answer, Conditions
 
 # The raw path, its conditions and the largest body wanted (None: any) -> the answer from
 # memory, or None (`ProxyHandler.answer_now`).
 AnswerNow = Callable[[str, Conditions, int | None], Answer | None]
+
 
 # Byte classes, checked with `bytes.translate(None, allowed)`: what is left over is not
 # allowed (a C loop; the regular expressions this replaced cost most of the parse).
@@ -146,6 +141,7 @@ class Reply:
     answer: Answer
     request_id: str
     head: bytes
+    streamed: int | None = None  # the body bytes sent of a streamed answer
 
     def record(self, remote: str | None, seconds: float) -> AccessRecord:
         return AccessRecord(
@@ -153,7 +149,8 @@ class Reply:
             "GET",
             self.request.target.partition("?")[0],
             self.answer.status,
-            len(self.head) + len(self.answer.body),  # bytes written, as aiohttp counts them
+            # Bytes written, as aiohttp counts them.
+            len(self.head) + (len(self.answer.body) if self.streamed is None else self.streamed),
             seconds,
             self.answer.headers.get("X-Cache"),
             self.request_id,
@@ -166,7 +163,7 @@ class FastLane:
 
     def __init__(self, answer_now: AnswerNow, front: FrontDoor) -> None:
         self._answer_now = answer_now
-        self._front = front
+        self.front = front
         self._any_origin = front.cors.any_origin
         cors = allow_headers("*").items() if self._any_origin else ()
         # What ends every head: the same for every answer.
@@ -174,7 +171,9 @@ class FastLane:
         self._date = HttpDate()
         self._answered = front.metrics.fast_answers
 
-    def reply(self, data: bytes, *, big_bodies: bool) -> Reply | None:
+    def take(self, data: bytes, *, big_bodies: bool) -> Reply | LaneRequest | None:
+        """The answer to `data` if it is in memory; else the request, when the lane can
+        judge it (`gateway.lane_waits` may answer it after a wait); else None."""
         request = parse_head(data)
         if request is None or (request.origin is not None and not self._any_origin):
             return None  # per-origin CORS (Vary: Origin) stays with the full stack
@@ -182,108 +181,18 @@ class FastLane:
             request.target, request.conditions, None if big_bodies else BODY_SLICE
         )
         if answer is None:
-            return None
-        request_id = self._front.request_id(request.request_id)
-        self._front.count(request.target, answer.status)
+            return request
+        request_id = self.front.request_id(request.request_id)
+        self.front.count(request.target, answer.status)
         self._answered.inc()
-        return Reply(request, answer, request_id, self._head(answer, request_id))
+        return Reply(request, answer, request_id, self.head(answer, request_id))
 
-    def _head(self, answer: Answer, request_id: str) -> bytes:
+    def head(self, answer: Answer, request_id: str, framing: str | None = None) -> bytes:
+        """The status line and headers of `answer`; `framing` replaces its Content-Length."""
         own = "".join([f"{name}: {value}\r\n" for name, value in answer.headers.items()])
-        length = "" if answer.status == 304 else f"Content-Length: {len(answer.body)}\r\n"
+        if framing is None:
+            framing = "" if answer.status == 304 else f"Content-Length: {len(answer.body)}\r\n"
         return (
-            f"{_STATUS_LINES[answer.status]}{own}{length}{self._date.lines()}"
+            f"{_STATUS_LINES[answer.status]}{own}{framing}{self._date.lines()}"
             f"X-Request-Id: {request_id}\r\n{self._tail}"
         ).encode("latin-1")
-
-
-class LaneRequestHandler(RequestHandler):
-    """aiohttp's connection protocol, with the fast lane in front of its parser."""
-
-    __slots__ = ("_at_boundary", "_big_bodies", "_lane")
-
-    def __init__(self, manager: web.Server, lane: FastLane | None, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        if self.access_logger is not None and not isinstance(
-            self.access_logger, GatewayAccessLogger
-        ):
-            lane = None  # the lane can only write the gateway's own access log lines
-        self._lane = lane
-        # Whether everything fed to aiohttp's parser so far ended at a header block's end:
-        # otherwise its parser may hold half a request, and the next bytes are its rest.
-        self._at_boundary = True
-        self._big_bodies = writes_by_reference(self._loop)
-
-    def data_received(self, data: bytes) -> None:
-        if self._lane is not None and self._at_boundary and self._idle():
-            try:
-                reply = self._lane.reply(data, big_bodies=self._big_bodies)
-            except Exception:
-                log.exception("fast lane failed; the full stack answers instead")
-                reply = None
-            if reply is not None:
-                self._send(reply)
-                return
-        self._at_boundary = data.endswith(b"\r\n\r\n")
-        super().data_received(data)
-
-    def _idle(self) -> bool:
-        """No request in progress or queued, and nothing of an earlier answer still queued
-        for the socket (a client that does not read gets the full stack's back-pressure)."""
-        waiter = self._waiter
-        transport = self.transport
-        return (
-            waiter is not None
-            and not waiter.done()
-            and not self._messages
-            and self._payload_parser is None
-            and not self._upgraded
-            and not self._close
-            and not self._force_close
-            and transport is not None
-            and not transport.get_write_buffer_size()
-        )
-
-    def _send(self, reply: Reply) -> None:
-        transport = self.transport
-        assert transport is not None
-        body = reply.answer.body
-        if body:
-            transport.writelines((reply.head, body))
-        else:
-            transport.write(reply.head)
-        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        if self._logging_enabled and isinstance(self.access_logger, GatewayAccessLogger):
-            peer = transport.get_extra_info("peername")
-            remote = peer[0] if isinstance(peer, tuple) else None
-            self.access_logger.write(reply.record(remote, 0.0))
-
-
-FAST_LANE = web.AppKey("fast_lane", FastLane)
-
-
-class LaneServer(web.Server):
-    def __init__(self, *args: Any, lane: FastLane, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lane = lane
-
-    def __call__(self) -> RequestHandler:
-        return LaneRequestHandler(self, self._lane, loop=self._loop, **self._kwargs)
-
-
-class GatewayRunner(web.AppRunner):
-    """`web.AppRunner` whose connections take the fast lane of the app (when it has one)."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        lane = self.app.get(FAST_LANE)
-        if lane is None:
-            return server
-        return LaneServer(
-            server.request_handler,
-            request_factory=server.request_factory,
-            handler_cancellation=server.handler_cancellation,
-            loop=asyncio.get_running_loop(),
-            lane=lane,
-            **server._kwargs,
-        )

@@ -40,6 +40,10 @@ from playlists import dash, hls
 log = logging.getLogger("gateway.fetch")
 
 _SNIFF_BYTES = 512
+# A fetched manifest answers clients that ask for it this long after its flight ends: until
+# the first of its clients has stored its rewritten copy, a request arriving in between
+# would otherwise fetch it again (a hundred players polling one live playlist did).
+MANIFEST_LINGER_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,7 @@ class Flight:
     fill: Fill | RemoteFill | None = None
     waiting: int = 0  # clients counted in before the fill existed
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    lingers: bool = False  # a manifest: joinable a moment after it ends
 
 
 @dataclass(slots=True)
@@ -195,6 +200,7 @@ class Fetcher:
                     await self._locks.publish(claim, state="manifest")
                 payload = await _read_rest(first, chunks, self._settings.playlist_max_bytes)
                 flight.head.set_result(Manifest(payload, response.url, kind))
+                flight.lingers = True
                 return
             headers = response.headers
             head = MediaHead(
@@ -275,7 +281,10 @@ class Fetcher:
         finally:
             if claim is not None and self._locks is not None:
                 await self._locks.release(claim)
-            self._forget(flight)
+            if flight.lingers:
+                asyncio.get_running_loop().call_later(MANIFEST_LINGER_SECONDS, self._forget, flight)
+            else:
+                self._forget(flight)
 
     async def _fill(
         self,

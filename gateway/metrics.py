@@ -84,6 +84,12 @@ class Metrics:
             "Requests answered from memory by the connection itself, without aiohttp's stack.",
             registry=r,
         )
+        self.lane_waited_answers = Counter(
+            "gateway_lane_waited_answers",
+            "Requests the connection itself answered after a wait (a lookup, a fill streamed),"
+            " without aiohttp's stack.",
+            registry=r,
+        )
         self.extractions = Counter(
             "gateway_extractions", "yt-dlp page extractions run.", registry=r
         )

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics, route_of
+from gateway.serve import Answer
 from gateway.settings import Settings
 from gateway.upstream import REQUEST_ID
 
@@ -21,12 +22,17 @@ _EXPOSE = "Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Las
 _ALLOW_HEADERS = "Range, If-None-Match, If-Modified-Since, If-Range, Authorization, Content-Type"
 
 
+_ERROR_HEADERS = {"Cache-Control": "no-store", "Content-Type": "text/plain; charset=utf-8"}
+
+
 def error_response(status: int, reason: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=reason + "\n",
-        headers={"Cache-Control": "no-store", "Content-Type": "text/plain; charset=utf-8"},
-    )
+    return web.Response(status=status, text=reason + "\n", headers=_ERROR_HEADERS)
+
+
+def error_answer(exc: GatewayError) -> Answer:
+    """`exc` as the one-line answer the middleware gives it (for the connection's own lane)."""
+    body = (exc.reason + "\n").encode("utf-8")
+    return Answer(exc.status, {**_ERROR_HEADERS, **exc.headers}, body)
 
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -104,7 +110,7 @@ class FrontDoor:
         request_id = self.request_id(request.headers.get("X-Request-Id"))
         REQUEST_ID.set(request_id)
         request["request_id"] = request_id
-        if self.active >= self._limit:
+        if self.full:
             return self._counted(request, error_response(503, "gateway busy, retry shortly"))
         self.active += 1
         try:
@@ -113,7 +119,7 @@ class FrontDoor:
             else:
                 response = await handler(request)
         except GatewayError as exc:
-            log.info("%s %s -> %d %s", request.method, request.path[:80], exc.status, exc.reason)
+            self.refused(request.method, request.path, exc)
             response = error_response(exc.status, exc.reason)
             response.headers.update(exc.headers)
         except web.HTTPException as exc:
@@ -135,6 +141,15 @@ class FrontDoor:
         if request_id:
             response.headers["X-Request-Id"] = request_id
         self._cors.decorate(request, response)
+
+    @staticmethod
+    def refused(method: str, path: str, exc: GatewayError) -> None:
+        log.info("%s %s -> %d %s", method, path[:80], exc.status, exc.reason)
+
+    @property
+    def full(self) -> bool:
+        """Whether a request arriving now is shed (answered 503)."""
+        return self.active >= self._limit
 
     @property
     def cors(self) -> Cors:

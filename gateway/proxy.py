@@ -28,7 +28,6 @@ from gateway.serve import (
     as_response,
     hit_response,
     manifest_answer,
-    manifest_response,
     memory_answer,
     stream_response,
 )
@@ -43,7 +42,18 @@ _ROUTES_REMEMBERED = 16_384
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class Hit:
+    """A committed object, to be sent from its file."""
+
+    entry: Entry
+    path: Path
+
+
+Outcome = Answer | Hit | Joined
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
     """What a verified gateway path means."""
 
     grant: Grant
@@ -74,27 +84,44 @@ class ProxyHandler:
         self._recover = recover
         self._accel_prefix = accel_prefix
         self._metrics = metrics or Metrics()
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
         # Per object, the X-Accel answer made for the entry the index last confirmed.
         self._accel_answers: dict[str, tuple[Entry, Answer]] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
+        conditions = Conditions.of(request)
+        outcome = await self.outcome(raw, self.route(raw), conditions)
+        if isinstance(outcome, Answer):
+            return as_response(outcome)
+        if isinstance(outcome, Hit):
+            return await self._hit(request, outcome, conditions)
+        response = await stream_response(request, outcome)
+        self.count_streamed(outcome, response.body_length)
+        return response
+
+    def route(self, raw: str) -> Route:
+        """What the gateway path `raw` means (raises what is wrong with it)."""
         route = self._routes.get(raw)
         if route is None or route.expires <= time.time():
             route = self._route(raw)
+        return route
+
+    async def outcome(self, raw: str, route: Route, conditions: Conditions) -> Outcome:
+        """What to answer `GET raw`: an answer made already, a cached object to send, or a
+        flight to stream. Both the full stack and the connection's own lane answer from it."""
         grant, rest, upstream_url, whole_name = route.grant, route.rest, route.url, route.name
-        held = self._from_memory(raw, route, Conditions.of(request))
+        held = self._from_memory(raw, route, conditions)
         if held is not None:
-            return as_response(held)
+            return held
         self._prefetcher.segment_requested(upstream_url, whole_name)
 
-        range_header = _usable_range(request.headers.get("Range"))
+        range_header = _usable_range(conditions.range)
         if range_header is not None:
             # A cached whole object answers any range itself.
             whole = await self._cache.lookup(whole_name)
             if whole is not None:
-                return await self._hit(request, *whole)
+                return Hit(*whole)
         if range_header is None:
             key, name = route.key, whole_name
         else:
@@ -105,7 +132,7 @@ class ProxyHandler:
         if not self._fetcher.in_flight(key):
             hit = await self._cache.lookup(name)
             if hit is not None:
-                return await self._hit(request, *hit)
+                return Hit(*hit)
 
         try:
             joined = await self._join(Target(grant, upstream_url, range_header))
@@ -114,10 +141,11 @@ class ProxyHandler:
             if stale is None:
                 raise
             self._metrics.count(self._metrics.cache_results, "playlist", "STALE")
-            return manifest_response(request, stale, "STALE")
+            return manifest_answer(stale, "STALE", conditions)
         if isinstance(joined.head, Stored):
             joined.release()
-            return await self._hit(request, joined.head.entry, joined.head.path)
+            return Hit(joined.head.entry, joined.head.path)
+        state = "COALESCED" if joined.coalesced else "MISS"
         if isinstance(joined.head, Manifest):
             rewritten = self._manifests.rewrite(
                 raw,
@@ -127,14 +155,14 @@ class ProxyHandler:
                 request_rest=rest,
             )
             self._follow(joined.head, grant, upstream_url)
-            state = "COALESCED" if joined.coalesced else "MISS"
             self._metrics.count(self._metrics.cache_results, "playlist", state)
-            return manifest_response(request, rewritten, state)
-        state = "COALESCED" if joined.coalesced else "MISS"
+            return manifest_answer(rewritten, state, conditions)
         self._metrics.count(self._metrics.cache_results, "segment", state)
-        response = await stream_response(request, joined)
-        self._metrics.count(self._metrics.served_bytes, state, amount=response.body_length)
-        return response
+        return joined
+
+    def count_streamed(self, joined: Joined, sent: int) -> None:
+        state = "COALESCED" if joined.coalesced else "MISS"
+        self._metrics.count(self._metrics.served_bytes, state, amount=sent)
 
     async def serve_made(
         self, request: web.Request, key: str, content_type: str, make: Produce
@@ -145,13 +173,14 @@ class ProxyHandler:
             held = self._held_segment(name, Conditions.of(request))
             if held is not None:
                 return as_response(held)
+        conditions = Conditions.of(request)
         hit = await self._cache.lookup(name)
         if hit is not None:
-            return await self._hit(request, *hit)
+            return await self._hit(request, Hit(*hit), conditions)
         joined = await self._fetcher.produce(key, content_type, make)
         if isinstance(joined.head, Stored):
             joined.release()
-            return await self._hit(request, joined.head.entry, joined.head.path)
+            return await self._hit(request, Hit(joined.head.entry, joined.head.path), conditions)
         state = "COALESCED" if joined.coalesced else "MISS"
         self._metrics.count(self._metrics.cache_results, "segment", state)
         return await stream_response(request, joined)
@@ -167,7 +196,7 @@ class ProxyHandler:
         return self._from_memory(raw_path, route, conditions, max_body)
 
     def _from_memory(
-        self, raw: str, route: _Route, conditions: Conditions, max_body: int | None = None
+        self, raw: str, route: Route, conditions: Conditions, max_body: int | None = None
     ) -> Answer | None:
         """A cached rewritten playlist, or a segment the index vouched for moments ago and
         held in memory or already mapped: no I/O, no await."""
@@ -204,18 +233,34 @@ class ProxyHandler:
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
         return answer
 
-    async def _hit(
-        self, request: web.Request, entry: Entry, path: Path
-    ) -> web.StreamResponse:
+    def hit_answer(self, hit: Hit, conditions: Conditions) -> Answer | None:
+        """A cached object's answer made in memory (mapped, or for nginx to send), or None
+        when only a response that reads the file will do (`_hit` makes that one)."""
+        entry = hit.entry
+        if entry.status != 200:
+            return None
+        if self._accel_prefix is not None:
+            answer = self._accel_answer(entry, self._accel_prefix)
+        else:
+            item = self._cache.held(entry.name, hit.path, entry.size)
+            if item is None:
+                return None
+            answer = memory_answer(entry, item, conditions)
+        self._count_hit(entry)
+        return answer
+
+    def _count_hit(self, entry: Entry) -> None:
         self._metrics.count(self._metrics.cache_results, "segment", "HIT")
         self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
-        if self._accel_prefix is not None and entry.status == 200:
-            return as_response(self._accel_answer(entry, self._accel_prefix))
-        if entry.status == 200:
-            item = self._cache.held(entry.name, path, entry.size)
-            if item is not None:
-                return as_response(memory_answer(entry, item, Conditions.of(request)))
-        return await hit_response(entry, path)
+
+    async def _hit(
+        self, request: web.Request, hit: Hit, conditions: Conditions
+    ) -> web.StreamResponse:
+        answer = self.hit_answer(hit, conditions)
+        if answer is not None:
+            return as_response(answer)
+        self._count_hit(hit.entry)
+        return await hit_response(hit.entry, hit.path)
 
     def _accel_answer(self, entry: Entry, prefix: str) -> Answer:
         known = self._accel_answers.get(entry.name)
@@ -251,7 +296,7 @@ class ProxyHandler:
             return
         self._prefetcher.playlist_fetched(upstream_url, grant, segments, live=info.is_live)
 
-    def _route(self, raw: str) -> _Route:
+    def _route(self, raw: str) -> Route:
         """Token → grant; the rest must stay inside the granted directory. Remembered per raw
         path until the grant expires, so a hit pays for neither the signature nor the key."""
         path, sep, query = raw[len(PREFIX) :].partition("?")
@@ -265,7 +310,7 @@ class ProxyHandler:
             raise Forbidden("path leaves the granted directory") from None
         upstream_url = grant.directory + clean + sep + query
         key = self._fetcher.key_for(upstream_url)
-        route = _Route(
+        route = Route(
             grant,
             rest + sep + query,
             upstream_url,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiofiles
 from aiohttp import web
@@ -171,41 +174,62 @@ def accel_answer(entry: Entry, location: str) -> Answer:
     )
 
 
+def fill_headers(head: MediaHead, coalesced: bool) -> dict[str, str]:
+    """The headers of an object streamed while it is fetched (the length apart)."""
+    headers = {
+        "Content-Type": head.content_type,
+        "Cache-Control": SEGMENT_CACHE_CONTROL,
+        "Accept-Ranges": "bytes",
+        "X-Cache": "COALESCED" if coalesced else "MISS",
+    }
+    if head.content_range:
+        headers["Content-Range"] = head.content_range
+    if head.last_modified:
+        headers["Last-Modified"] = head.last_modified
+    # A proxy in front must pass a growing fill on as it arrives, not buffer it whole.
+    headers["X-Accel-Buffering"] = "no"
+    return headers
+
+
 async def stream_response(request: web.Request, joined: Joined) -> web.StreamResponse:
     """Stream a fill to this client as it grows. A failed fill cuts the connection short."""
     head = joined.head
     fill = joined.flight.fill
     assert isinstance(head, MediaHead) and fill is not None
-    response = web.StreamResponse(status=head.status)
-    response.headers["Content-Type"] = head.content_type
-    response.headers["Cache-Control"] = SEGMENT_CACHE_CONTROL
-    response.headers["Accept-Ranges"] = "bytes"
-    response.headers["X-Cache"] = "COALESCED" if joined.coalesced else "MISS"
-    if head.content_range:
-        response.headers["Content-Range"] = head.content_range
-    if head.last_modified:
-        response.headers["Last-Modified"] = head.last_modified
+    response = web.StreamResponse(status=head.status, headers=fill_headers(head, joined.coalesced))
     if head.content_length is not None:
         response.content_length = head.content_length
-    # A proxy in front must pass a growing fill on as it arrives, not buffer it whole.
-    response.headers["X-Accel-Buffering"] = "no"
     try:
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        async for chunk in fill.read_from(0):
-            await response.write(chunk)
-        await response.write_eof()
-    except GatewayError as exc:
-        # Headers are out: the only honest signal left is a truncated body.
-        log.info("aborting client response: %s", exc.reason)
-        if request.transport is not None:
-            request.transport.abort()
-    except (ConnectionError, RuntimeError):
-        pass  # the client went away; the fill carries on for the others
+        with cut_short_on_failure(request):
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
+            async for chunk in fill.read_from(0):
+                await response.write(chunk)
+            await response.write_eof()
     finally:
         joined.release()
     return response
+
+
+class _Connected(Protocol):
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+
+@contextlib.contextmanager
+def cut_short_on_failure(connection: _Connected) -> Iterator[None]:
+    """Around streaming a fill to a client: a failed fill aborts the connection (the head is
+    out, so the only honest signal left is a truncated body); a client that went away ends
+    it quietly (the fill carries on for the others)."""
+    try:
+        yield
+    except GatewayError as exc:
+        log.info("aborting client response: %s", exc.reason)
+        if connection.transport is not None:
+            connection.transport.abort()
+    except (ConnectionError, RuntimeError):
+        pass
 
 
 def manifest_answer(rewritten: Rewritten, cache_state: str, conditions: Conditions) -> Answer:

@@ -7,12 +7,12 @@ import json
 import logging
 import re
 import socket
-from dataclasses import dataclass
 
 import pytest
 
 from gateway.fast_lane import parse_head
 from gateway.serve import Conditions, accepts_gzip
+from tests.support.raw_http import Connection, Reply
 
 SEG = "/ts/seg_001.ts"
 BIG = "/big/index.m3u8"
@@ -31,7 +31,7 @@ def big_playlist(segments: int = 400) -> bytes:
 def test_a_plain_get_is_read_with_the_headers_its_answer_depends_on():
     request = parse_head(
         b"GET /p/tok/a.ts?x=1 HTTP/1.1\r\nHost: gw\r\nRange: bytes=0-99\r\n"
-        b"If-None-Match: \"e\"\r\nAccept-Encoding: gzip\r\nOrigin: https://site\r\n"
+        b'If-None-Match: "e"\r\nAccept-Encoding: gzip\r\nOrigin: https://site\r\n'
         b"X-Request-Id: abc-1\r\nUser-Agent: VLC/3\r\nConnection: Keep-Alive\r\n\r\n"
     )
     assert request is not None
@@ -73,7 +73,7 @@ def test_a_plain_get_is_read_with_the_headers_its_answer_depends_on():
         b"GET /p/t/a.ts HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
         b"GET /p/t/a.ts HTTP/1.1\r\nIf-Modified-Since: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\n",
-        b"GET /p/t/a.ts HTTP/1.1\r\nIf-Range: \"e\"\r\nRange: bytes=0-1\r\n\r\n",
+        b'GET /p/t/a.ts HTTP/1.1\r\nIf-Range: "e"\r\nRange: bytes=0-1\r\n\r\n',
     ],
 )
 def test_requests_the_lane_cannot_judge_go_to_the_full_stack(data: bytes):
@@ -98,50 +98,6 @@ def test_requests_the_lane_cannot_judge_go_to_the_full_stack(data: bytes):
 )
 def test_gzip_is_sent_only_where_accept_encoding_admits_it(value: str, accepted: bool):
     assert accepts_gzip(value) is accepted
-
-
-# -- a raw HTTP/1.1 client, so the bytes on the wire are what is compared ----------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, base_url: str) -> "Connection":
-        host, port = base_url.removeprefix("http://").split(":")
-        return cls(*await asyncio.open_connection(host, int(port)))
-
-    def send(self, path: str, *headers: str, method: str = "GET", body: bytes = b"") -> None:
-        lines = [f"{method} {path} HTTP/1.1", "Host: gateway.test", *headers]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-
-    async def reply(self) -> Reply:
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
-        status_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            assert name not in headers, f"{name} sent twice"
-            headers[name] = value.strip()
-        status = int(status_line.split()[1])
-        length = 0 if status == 304 else int(headers.get("Content-Length", "0"))
-        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
-        return Reply(status, headers, body)
-
-    async def get(self, path: str, *headers: str) -> Reply:
-        self.send(path, *headers)
-        return await self.reply()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 async def fast_answers(base_url: str) -> float:
@@ -344,7 +300,9 @@ async def test_on_asyncios_loop_a_big_hit_is_left_to_the_full_stack_and_counted_
 
     async def hits() -> float:
         text = (await connection.get("/metrics")).body.decode()
-        found = re.search(r'^gateway_cache_results_total\{kind="segment",state="HIT"\} (\S+)$', text, re.M)
+        found = re.search(
+            r'^gateway_cache_results_total\{kind="segment",state="HIT"\} (\S+)$', text, re.M
+        )
         return float(found.group(1))
 
     lane_before, hits_before = await fast_answers(gw.base_url), await hits()

@@ -6,6 +6,7 @@ import time
 
 import aiohttp
 
+from gateway.fetcher import MANIFEST_LINGER_SECONDS
 from playlists.urls import resolve
 
 LIVE = "/live/index.m3u8"
@@ -157,3 +158,20 @@ async def test_ll_hls_parts_hints_and_reports_lead_to_the_right_upstream_bytes(
             status, _, got = await fetch(session, resolve(playlist_url, uri))
             assert status == 200
             assert got == ll_origin.part_bytes(msn, part)
+
+
+async def test_a_playlist_asked_for_as_its_fetch_ends_is_not_fetched_again(make_gateway, origin):
+    # Between a playlist's fetch ending and its first client storing the rewritten copy, a
+    # request that found no copy would fetch it again: the fetch answers it instead.
+    gw = await make_gateway()
+    url = gw.mint(origin.base_url + "/ts/index.m3u8")
+    async with aiohttp.ClientSession() as session:
+        _, first, body = await fetch(session, url)
+        gw.state.manifests.clear()  # as if the second request came before the copy was stored
+        _, second, again = await fetch(session, url)
+        await asyncio.sleep(MANIFEST_LINGER_SECONDS + 0.05)
+        gw.state.manifests.clear()
+        _, third, _ = await fetch(session, url)
+    assert (first["X-Cache"], second["X-Cache"], third["X-Cache"]) == ("MISS", "COALESCED", "MISS")
+    assert again == body
+    assert origin.count("/ts/index.m3u8") == 2

@@ -14,7 +14,7 @@ from gateway.access_log import access_logging
 from gateway.app import GATEWAY, Gateway, create_app
 from gateway.cache.index import CacheIndex, MemoryIndex, RedisIndex
 from gateway.cache.segments import SegmentCache
-from gateway.fast_lane import GatewayRunner
+from gateway.lane_connection import GatewayRunner
 from gateway.settings import Settings
 from gateway.signing import Headers
 
@@ -24,6 +24,7 @@ class RunningGateway:
     base_url: str
     app: web.Application
     settings: Settings
+    runner: web.AppRunner | None = None
 
     @property
     def state(self) -> Gateway:
@@ -75,9 +76,11 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         *,
         fast_lane: bool = True,
         access_log: str = "off",
+        runner_options: dict[str, object] | None = None,
         **overrides: object,
     ) -> RunningGateway:
-        """`fast_lane=False` serves through aiohttp's own runner only (the reference)."""
+        """`fast_lane=False` serves through aiohttp's own runner only (the reference);
+        `runner_options` go to the runner (e.g. `keepalive_timeout`)."""
         values: dict[str, object] = {
             "cache_dir": tmp_path / f"cache-{len(runners)}",
             "secret": "test-secret-0123456789abcdef",
@@ -88,13 +91,14 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         settings = Settings(**values)  # type: ignore[arg-type]
         app = create_app(settings, index=index)
         runner_class = GatewayRunner if fast_lane else web.AppRunner
-        runner = runner_class(app, **access_logging(access_log))  # type: ignore[arg-type]
+        options = {**access_logging(access_log), **(runner_options or {})}
+        runner = runner_class(app, **options)  # type: ignore[arg-type]
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         runners.append(runner)
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return RunningGateway(f"http://127.0.0.1:{port}", app, settings)
+        return RunningGateway(f"http://127.0.0.1:{port}", app, settings, runner)
 
     yield start
     for runner in reversed(runners):

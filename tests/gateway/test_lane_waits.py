@@ -1,0 +1,156 @@
+"""Answers the connection writes itself after a wait: a cold miss streamed as it is fetched,
+a manifest fetched and rewritten, an upstream error. Byte for byte what the full aiohttp
+stack answers, one upstream fetch per object, and the connection stays usable after."""
+
+import asyncio
+import re
+
+import aiohttp
+
+from tests.support.raw_http import Connection, Reply
+
+SEG = "/ts/seg_000.ts"
+PLAYLIST = "/ts/index.m3u8"
+
+
+def path_of(gw, upstream_url: str) -> str:
+    return gw.mint(upstream_url)[len(gw.base_url) :]
+
+
+async def metric(base_url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base_url + "/metrics") as response:
+            text = await response.text()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def waited_answers(base_url: str) -> float:
+    return await metric(base_url, "gateway_lane_waited_answers_total")
+
+
+def comparable(reply: Reply) -> Reply:
+    """The reply without what differs between two instances by design."""
+    headers = {k: v for k, v in reply.headers.items() if k not in ("Date", "X-Request-Id")}
+    return Reply(reply.status, headers, reply.body)
+
+
+async def test_waited_answers_are_exactly_the_full_stacks(make_gateway, origin, media):
+    origin.behave("/err/missing.ts", status=404)
+    origin.behave("/err/busy.ts", status=503, headers={"Retry-After": "7"})
+    origin.behave("/chunked/seg.ts", chunked=True, body=media.read(SEG))
+    lane = await make_gateway(prefetch_segments=0)
+    reference = await make_gateway(fast_lane=False, prefetch_segments=0)
+
+    async def ask(gw) -> list[Reply]:
+        connection = await Connection.open(gw.base_url)
+        replies = []
+        for path in (SEG, PLAYLIST, "/err/missing.ts", "/err/busy.ts", "/chunked/seg.ts"):
+            replies.append(await connection.get(path_of(gw, origin.base_url + path)))
+        replies.append(await connection.get(path_of(gw, origin.base_url + "/ts/seg_001.ts"),
+                                            "X-Request-Id: waited-1"))  # fmt: skip
+        connection.close()
+        return [comparable(reply) for reply in replies]
+
+    before = await waited_answers(lane.base_url)
+    from_lane = await ask(lane)
+    assert await waited_answers(lane.base_url) - before == len(from_lane)
+    from_reference = await ask(reference)
+    assert await waited_answers(reference.base_url) == 0
+
+    assert [r.status for r in from_lane] == [200, 200, 404, 503, 200, 200]
+    assert from_lane == from_reference
+    segment, playlist, missing, busy, chunked, _ = from_lane
+    assert segment.body == media.read(SEG) and segment.headers["X-Cache"] == "MISS"
+    assert segment.headers["Content-Length"] == str(len(segment.body))
+    assert playlist.body.startswith(b"#EXTM3U") and b"seg_003.ts" in playlist.body
+    assert missing.body == b"upstream answered 404\n"
+    assert busy.headers["Retry-After"] == "7"
+    assert chunked.headers["Transfer-Encoding"] == "chunked"
+    assert chunked.body == media.read(SEG)
+    # Each object was fetched once per gateway, whichever way it was answered.
+    assert origin.count(SEG) == 2 and origin.count(PLAYLIST) == 2
+    ids = [r.headers.get("X-Request-Id") for r in origin.requests if r.path_qs == "/ts/seg_001.ts"]
+    assert ids == ["waited-1", "waited-1"]
+
+
+async def test_clients_that_join_a_streaming_miss_share_one_fetch(make_gateway, origin, media):
+    body = media.read(SEG)
+    origin.behave(SEG, drip=(len(body) // 8, 0.05))
+    gw = await make_gateway()
+    path = path_of(gw, origin.base_url + SEG)
+    connections = [await Connection.open(gw.base_url) for _ in range(5)]
+    replies = []
+    for connection in connections:
+        connection.send(path)
+        await asyncio.sleep(0.03)  # joining while the body arrives
+    replies = await asyncio.gather(*(c.reply() for c in connections))
+    for connection in connections:
+        connection.close()
+    assert [r.body == body for r in replies] == [True] * 5
+    assert [r.headers["X-Cache"] for r in replies] == ["MISS"] + ["COALESCED"] * 4
+    assert origin.count(SEG) == 1
+
+
+async def test_a_request_sent_behind_a_streaming_miss_is_answered_after_it(
+    make_gateway, origin, media
+):
+    body = media.read(SEG)
+    origin.behave(SEG, drip=(len(body) // 4, 0.1))
+    gw = await make_gateway()
+    connection = await Connection.open(gw.base_url)
+    connection.send(path_of(gw, origin.base_url + SEG))
+    await asyncio.sleep(0.1)  # the miss is streaming when the next request arrives
+    connection.send(path_of(gw, origin.base_url + PLAYLIST))
+    first, second = await connection.reply(), await connection.reply()
+    assert first.body == body
+    assert second.body.startswith(b"#EXTM3U")
+    again = await connection.get(path_of(gw, origin.base_url + SEG))
+    assert (again.headers["X-Cache"], again.body) == ("HIT", body)
+    connection.close()
+
+
+async def test_a_miss_slower_than_the_keep_alive_timeout_is_not_cut(make_gateway, origin, media):
+    body = media.read(SEG)
+    origin.behave(SEG, delay_headers=0.4, drip=(len(body) // 4, 0.2))
+    gw = await make_gateway(runner_options={"keepalive_timeout": 0.2})
+    connection = await Connection.open(gw.base_url)
+    reply = await connection.get(path_of(gw, origin.base_url + SEG))
+    assert reply.body == body
+    # Idle after the answer, the connection is closed at the keep-alive timeout.
+    assert await asyncio.wait_for(connection.reader.read(), 5) == b""
+    connection.close()
+
+
+async def test_a_failed_fill_cuts_the_body_short_and_the_gateway_serves_on(
+    make_gateway, origin, media
+):
+    body = media.read(SEG)
+    origin.behave(SEG, reset_after=len(body) // 2, drip=(len(body) // 8, 0.02))
+    gw = await make_gateway()
+    connection = await Connection.open(gw.base_url)
+    connection.send(path_of(gw, origin.base_url + SEG))
+    head = await asyncio.wait_for(connection.reader.readuntil(b"\r\n\r\n"), 5)
+    assert f"Content-Length: {len(body)}".encode() in head
+    received = await asyncio.wait_for(connection.reader.read(), 5)
+    assert len(received) < len(body)  # then the connection ends: a truncated body
+    connection.close()
+    origin.unbehave(SEG)
+    connection = await Connection.open(gw.base_url)
+    assert (await connection.get(path_of(gw, origin.base_url + SEG))).body == body
+    connection.close()
+
+
+async def test_a_streaming_miss_finishes_when_the_gateway_shuts_down(make_gateway, origin, media):
+    body = media.read(SEG)
+    origin.behave(SEG, drip=(len(body) // 5, 0.1))
+    gw = await make_gateway()
+    connection = await Connection.open(gw.base_url)
+    connection.send(path_of(gw, origin.base_url + SEG))
+    await asyncio.sleep(0.15)
+    assert gw.runner is not None
+    stopping = asyncio.create_task(gw.runner.cleanup())
+    reply = await connection.reply()
+    await stopping
+    assert reply.body == body
+    connection.close()
