@@ -22,12 +22,15 @@ from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.access_log import AccessRecord
 from gateway.middleware import FrontDoor, allow_headers
+from gateway.recent import put_newest
 from gateway.serve import BODY_SLICE, Answer, Conditions
 
 # The raw path, its conditions and the largest body wanted (None: any) -> the answer from
 # memory, or None (`ProxyHandler.answer_now`).
 AnswerNow = Callable[[str, Conditions, int | None], Answer | None]
 
+
+_REQUESTS_REMEMBERED = 4096
 
 # Byte classes, checked with `bytes.translate(None, allowed)`: what is left over is not
 # allowed (a C loop; the regular expressions this replaced cost most of the parse).
@@ -170,12 +173,21 @@ class FastLane:
         self._tail = "".join(f"{name}: {value}\r\n" for name, value in cors) + "\r\n"
         self._date = HttpDate()
         self._answered = front.metrics.fast_answers
+        # Players repeat the very same request bytes (one URL, the same headers): what they
+        # parse to is kept, and so is the head each answer object starts with.
+        self._parsed: dict[bytes, LaneRequest] = {}
+        self._heads: dict[int, tuple[dict[str, str], tuple[int, int], str]] = {}
 
     def take(self, data: bytes, *, big_bodies: bool) -> Reply | LaneRequest | None:
         """The answer to `data` if it is in memory; else the request, when the lane can
         judge it (`gateway.lane_waits` may answer it after a wait); else None."""
-        request = parse_head(data)
-        if request is None or (request.origin is not None and not self._any_origin):
+        request = self._parsed.get(data)
+        if request is None:
+            request = parse_head(data)
+            if request is None:
+                return None
+            put_newest(self._parsed, data, request, _REQUESTS_REMEMBERED)
+        if request.origin is not None and not self._any_origin:
             return None  # per-origin CORS (Vary: Origin) stays with the full stack
         answer = self._answer_now(
             request.target, request.conditions, None if big_bodies else BODY_SLICE
@@ -184,15 +196,34 @@ class FastLane:
             return request
         request_id = self.front.request_id(request.request_id)
         self.front.count(request.target, answer.status)
-        self._answered.inc()
+        self.front.metrics.count(self._answered)
         return Reply(request, answer, request_id, self.head(answer, request_id))
 
     def head(self, answer: Answer, request_id: str, framing: str | None = None) -> bytes:
         """The status line and headers of `answer`; `framing` replaces its Content-Length."""
-        own = "".join([f"{name}: {value}\r\n" for name, value in answer.headers.items()])
         if framing is None:
-            framing = "" if answer.status == 304 else f"Content-Length: {len(answer.body)}\r\n"
-        return (
-            f"{_STATUS_LINES[answer.status]}{own}{framing}{self._date.lines()}"
-            f"X-Request-Id: {request_id}\r\n{self._tail}"
-        ).encode("latin-1")
+            # Kept per headers object: answers from memory are made once and reused. Only
+            # the headers are held (an answer's body may be a copy of a byte range).
+            headers, length = answer.headers, len(answer.body)
+            known = self._heads.get(id(headers))
+            if known is not None and known[0] is headers and known[1] == (answer.status, length):
+                start = known[2]
+            else:
+                framing = "" if answer.status == 304 else f"Content-Length: {length}\r\n"
+                start = self._start(answer, framing)
+                put_newest(
+                    self._heads,
+                    id(headers),
+                    (headers, (answer.status, length), start),
+                    _REQUESTS_REMEMBERED,
+                )
+        else:
+            start = self._start(answer, framing)
+        return (f"{start}{self._date.lines()}X-Request-Id: {request_id}\r\n{self._tail}").encode(
+            "latin-1"
+        )
+
+    @staticmethod
+    def _start(answer: Answer, framing: str) -> str:
+        own = "".join([f"{name}: {value}\r\n" for name, value in answer.headers.items()])
+        return f"{_STATUS_LINES[answer.status]}{own}{framing}"

@@ -105,7 +105,7 @@ class WaitedAnswers:
                 outcome = answer
             reply = Reply(request, outcome, request_id, self._lane.head(outcome, request_id))
             front.count(request.target, outcome.status)
-            self._waited.inc()
+            front.metrics.count(self._waited)
             await _write_answer(reply, connection)
             return reply
         finally:
@@ -124,7 +124,7 @@ class WaitedAnswers:
         answer = Answer(media.status, fill_headers(media, joined.coalesced))
         head = self._lane.head(answer, request_id, framing)
         self._front.count(request.target, media.status)
-        self._waited.inc()
+        self._front.metrics.count(self._waited)
         sent = 0
         try:
             with cut_short_on_failure(connection):

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
@@ -19,6 +20,9 @@ from gateway.sniff import DASH_TYPE, HLS_TYPE
 from playlists import dash, hls
 from playlists.errors import PlaylistError
 from playlists.urls import directory_of
+
+if TYPE_CHECKING:
+    from gateway.serve import Answer, Conditions
 
 _DYNAMIC_MPD_TTL = 2.0
 _IMMUTABLE_SECONDS = 86_400
@@ -35,6 +39,8 @@ class Rewritten:
     # A finished VOD media playlist never changes: caches in front may keep it for a day.
     immutable: bool = False
     _gzipped: bytes | None = field(default=None, repr=False, compare=False)
+    # Its answers as a cached copy, per request conditions (`ProxyHandler`): made once.
+    hit_answers: dict[Conditions, Answer] = field(default_factory=dict, repr=False, compare=False)
 
     def gzipped(self) -> bytes:
         """The body gzip-compressed, made on first use and kept with the copy."""

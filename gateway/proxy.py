@@ -39,6 +39,9 @@ from playlists.urls import normalize_rest
 Recover = Callable[[Grant, str], Awaitable[tuple[Grant, str] | None]]
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+-\d*|-\d+)$")
 _ROUTES_REMEMBERED = 16_384
+# Answers kept per cached playlist copy: one per kind of request players make (plain,
+# gzip, a revalidation), not one per client validator.
+_ANSWERS_PER_COPY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,12 @@ class ProxyHandler:
                 return None
             self._prefetcher.playlist_requested(route.url)
             self._metrics.count(self._metrics.cache_results, "playlist", "HIT")
-            return manifest_answer(cached, "HIT", conditions)
+            answer = cached.hit_answers.get(conditions)
+            if answer is None:
+                answer = manifest_answer(cached, "HIT", conditions)
+                if len(cached.hit_answers) < _ANSWERS_PER_COPY:
+                    cached.hit_answers[conditions] = answer
+            return answer
         held = self._held_segment(route.name, conditions, max_body)
         if held is not None:
             self._prefetcher.segment_requested(route.url, route.name)

@@ -6,7 +6,14 @@ import asyncio
 import re
 
 import aiohttp
+from aiohttp import web
 
+from gateway.fast_lane import FastLane
+from gateway.lane_connection import FAST_LANE, LANE_WAITS, GatewayRunner
+from gateway.lane_waits import WaitedAnswers
+from gateway.metrics import Metrics
+from gateway.middleware import FrontDoor
+from gateway.settings import Settings
 from tests.support.raw_http import Connection, Reply
 
 SEG = "/ts/seg_000.ts"
@@ -154,3 +161,52 @@ async def test_a_streaming_miss_finishes_when_the_gateway_shuts_down(make_gatewa
     await stopping
     assert reply.body == body
     connection.close()
+
+
+class _OnlyFromFile:
+    """Decisions whose every outcome is a cached object only a file response can send."""
+
+    def route(self, raw: str) -> object:
+        return raw
+
+    async def outcome(self, raw: str, route: object, conditions: object) -> object:
+        await asyncio.sleep(0.05)
+        return object()
+
+    def hit_answer(self, hit: object, conditions: object) -> None:
+        return None
+
+    def count_streamed(self, joined: object, sent: int) -> None:
+        raise AssertionError("nothing is streamed")
+
+
+async def test_what_the_lane_cannot_send_is_answered_by_the_full_stack_in_order(tmp_path):
+    settings = Settings(secret="test-secret-0123456789abcdef", cache_dir=tmp_path)
+    front = FrontDoor(settings, Metrics())
+    app = web.Application(middlewares=[front.middleware])
+    seen: list[str] = []
+
+    async def full_stack(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(text=f"full stack: {request.path}")
+
+    app.router.add_get("/p/{tail:.*}", full_stack)
+    lane = FastLane(lambda *_: None, front)
+    app[FAST_LANE] = lane
+    app[LANE_WAITS] = WaitedAnswers(_OnlyFromFile(), lane)  # type: ignore[arg-type]
+    runner = GatewayRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        connection = await Connection.open(f"http://127.0.0.1:{port}")
+        connection.send("/p/first")
+        await asyncio.sleep(0.01)  # sent while the lane waits: held back, then answered after
+        connection.send("/p/second")
+        first, second = await connection.reply(), await connection.reply()
+        connection.close()
+    finally:
+        await runner.cleanup()
+    assert (first.body, second.body) == (b"full stack: /p/first", b"full stack: /p/second")
+    assert seen == ["/p/first", "/p/second"]
