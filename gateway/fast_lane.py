@@ -31,6 +31,9 @@ AnswerNow = Callable[[str, Conditions, int | None], Answer | None]
 
 
 _REQUESTS_REMEMBERED = 4096
+# A player's request is a few hundred bytes; longer ones are parsed each time, so that the
+# memory the remembered ones hold stays small (4096 x 1 KB) whatever clients send.
+_REMEMBERED_REQUEST_BYTES = 1024
 
 # Byte classes, checked with `bytes.translate(None, allowed)`: what is left over is not
 # allowed (a C loop; the regular expressions this replaced cost most of the parse).
@@ -186,7 +189,8 @@ class FastLane:
             request = parse_head(data)
             if request is None:
                 return None
-            put_newest(self._parsed, data, request, _REQUESTS_REMEMBERED)
+            if len(data) <= _REMEMBERED_REQUEST_BYTES:
+                put_newest(self._parsed, data, request, _REQUESTS_REMEMBERED)
         if request.origin is not None and not self._any_origin:
             return None  # per-origin CORS (Vary: Origin) stays with the full stack
         answer = self._answer_now(
