@@ -77,9 +77,10 @@ async def main() -> None:
     args = parser.parse_args()
     body = bytes([0x47]) + bytes(5 * 1024 * 1024 - 1)  # a TS sync byte, then 5 MB
     seen = 0
+    sent_last = 0.0  # when the origin handed its last byte to the socket
 
     async def throttled(request: web.Request) -> web.StreamResponse:
-        nonlocal seen
+        nonlocal seen, sent_last
         seen += 1
         response = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
         response.content_length = len(body)
@@ -87,7 +88,9 @@ async def main() -> None:
         step = 64 * 1024
         for offset in range(0, len(body), step):
             await response.write(body[offset : offset + step])
-            await asyncio.sleep(step / (args.rate * 1024 * 1024))
+            if offset + step < len(body):
+                await asyncio.sleep(step / (args.rate * 1024 * 1024))
+        sent_last = time.perf_counter()
         return response
 
     app = web.Application()
@@ -112,16 +115,29 @@ async def main() -> None:
         finally:
             gateway.stop()
             await runner.cleanup()
-    transfer = len(body) / (args.rate * 1024 * 1024)
+    # The origin shares this process's event loop with the 200 readers, so its pacing runs
+    # late when they are busy: besides the nominal transfer time (size / rate), the ratio is
+    # also taken against when the origin really sent its last byte. Both are measured from
+    # the moment the clients start, as the last client's finish is.
+    nominal = len(body) / (args.rate * 1024 * 1024)
+    origin_done = sent_last - started
     last = max(finishes)
     print(f"\n## Coalescing: {args.clients} cold clients, one 5 MB segment at {args.rate:g} MB/s\n")
     print(
-        "| upstream requests | origin transfer s | last client done s | ratio |\n|---|---|---|---|"
+        "| upstream requests | origin transfer s (nominal / last byte sent) | last client done s "
+        "| ratio to nominal | ratio to the origin's last byte |\n|---|---|---|---|---|"
     )
-    print(f"| {seen} | {transfer:.2f} | {last:.2f} | {last / transfer:.2f}× |")
     print(
-        f"results: {save('coalescing', {'upstream_requests': seen, 'transfer_s': transfer, 'last_s': last})}"
+        f"| {seen} | {nominal:.2f} / {origin_done:.2f} | {last:.2f} | {last / nominal:.2f}× "
+        f"| {last / origin_done:.2f}× |"
     )
+    summary = {
+        "upstream_requests": seen,
+        "transfer_s": nominal,
+        "origin_last_byte_s": origin_done,
+        "last_s": last,
+    }
+    print(f"results: {save('coalescing', summary)}")
 
 
 if __name__ == "__main__":
