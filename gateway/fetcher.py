@@ -136,6 +136,12 @@ class Fetcher:
     def in_flight(self, key: str) -> bool:
         return key in self._flights
 
+    @property
+    def finds_committed(self) -> bool:
+        """Whether a flight learns in its claim that the object is committed already: then
+        looking it up before joining would only cost a round trip to Redis."""
+        return self._locks is not None and self._locks.checks_index
+
     async def join(self, target: Target) -> Joined:
         """Join the flight for `target`, starting it if none is under way."""
         key = self.key_for(target.upstream_url, target.range_header)
@@ -362,7 +368,7 @@ class Fetcher:
         for _ in range(3):
             claim = await locks.claim(flight.name)
             if isinstance(claim, Committed):
-                if await self._found(flight):
+                if await self._found(flight, claim.entry):
                     return None
                 continue  # the index named a file that is gone; the lookup dropped it
             if claim is None:
@@ -372,9 +378,9 @@ class Fetcher:
             return claim
         return None  # lead without a lock rather than go round again
 
-    async def _found(self, flight: Flight) -> bool:
+    async def _found(self, flight: Flight, known: Entry | None = None) -> bool:
         """Whether the object is committed (then the flight's head says where)."""
-        stored = await self._cache.lookup(flight.name)
+        stored = await self._cache.lookup(flight.name, known)
         if stored is None:
             return False
         flight.head.set_result(Stored(*stored))

@@ -131,8 +131,13 @@ class ProxyHandler:
             key = self._fetcher.key_for(upstream_url, range_header)
             name = storage_name(key)
         # An object whose flight is under way is not committed yet: join without asking the
-        # index (a round trip to Redis for every client of a hot live segment).
-        if not self._fetcher.in_flight(key):
+        # index (a round trip to Redis for every client of a hot live segment). Nor is it
+        # asked when the flight's claim finds a committed object itself, unless the entry
+        # was confirmed a moment ago (then the lookup needs no round trip).
+        fetcher = self._fetcher
+        if not fetcher.in_flight(key) and (
+            not fetcher.finds_committed or self._cache.recent(name) is not None
+        ):
             hit = await self._cache.lookup(name)
             if hit is not None:
                 return Hit(*hit)

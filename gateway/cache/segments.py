@@ -80,18 +80,21 @@ class SegmentCache:
         """The entry if the index confirmed it within the last couple of seconds (no I/O)."""
         return self._hot.get(name)
 
-    async def lookup(self, name: str) -> tuple[Entry, Path] | None:
+    async def lookup(self, name: str, known: Entry | None = None) -> tuple[Entry, Path] | None:
+        """The committed object `name` and its file, checked on disk. `known`: its entry as
+        the index gave it a moment ago (in a claim), so it is not asked again."""
         entry = self._hot.get(name)
         if entry is None:
-            try:
-                entry = await self.index.get(name)
-            except IndexUnavailable as exc:
-                self._note_down(exc)
-                return None
-            self._note_up()
-            if entry is None:
-                return None
-            self._hot[name] = entry
+            if known is None:
+                try:
+                    known = await self.index.get(name)
+                except IndexUnavailable as exc:
+                    self._note_down(exc)
+                    return None
+                self._note_up()
+                if known is None:
+                    return None
+            entry = self._hot[name] = known
         path = self.store.path_of(name)
         size = _size_of(path)
         if size != entry.size:

@@ -23,6 +23,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from gateway.cache.entry import Entry
 from gateway.cache.fill import READ_CHUNK
 from gateway.cache.redis_connect import connect
 from gateway.errors import GatewayError, UpstreamError
@@ -42,11 +43,14 @@ end
 return 0
 """
 # Take the lock unless the object is already in the index (KEYS[2], when checked): one round
-# trip, and exact, since a leader commits before it lets go of its lock. 2: committed,
-# 1: taken, 0: another worker leads.
+# trip, and exact, since a leader commits before it lets go of its lock. {2, entry}:
+# committed (its index entry), 1: taken, 0: another worker leads.
 _CLAIM = """
-if #KEYS > 1 and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return 2
+if #KEYS > 1 then
+  local entry = redis.call('HGET', KEYS[2], ARGV[1])
+  if entry then
+    return {2, entry}
+  end
 end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return 1
@@ -70,11 +74,11 @@ class Claim:
     keeper: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
 class Committed:
     """What `FlightLocks.claim` returns when the index already holds the object."""
 
-
-COMMITTED = Committed()
+    entry: Entry
 
 
 class FlightLocks:
@@ -100,7 +104,8 @@ class FlightLocks:
 
     async def claim(self, name: str) -> Claim | Committed | None:
         """Lead the fill of `name` (also when Redis is away), or None if another worker
-        leads it, or `COMMITTED` if the index checked (`checks_index`) already holds it."""
+        leads it, or `Committed` with its entry if the index checked (`checks_index`)
+        already holds it."""
         token = secrets.token_hex(8)
         value = {"token": token, "pid": os.getpid()}
         key = self._prefix + name
@@ -111,8 +116,8 @@ class FlightLocks:
             )
         except RedisError:
             return Claim(key, token, value)  # no coordination possible: lead alone
-        if outcome == 2:
-            return COMMITTED
+        if isinstance(outcome, list):
+            return Committed(Entry.from_json(outcome[1]))
         if not outcome:
             return None
         claim = Claim(key, token, value)

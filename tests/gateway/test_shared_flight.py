@@ -98,8 +98,9 @@ async def test_a_claim_finds_an_object_already_committed_in_the_same_round_trip(
     probe = aioredis.from_url(redis_url)
     try:
         assert locks.checks_index
-        await index.put(new_entry("done", "key", 10, "video/mp2t"))
-        assert isinstance(await locks.claim("done"), Committed)
+        committed = new_entry("done", "key", 10, "video/mp2t")
+        await index.put(committed)
+        assert await locks.claim("done") == Committed(committed)
         assert await probe.keys(f"{prefix}:*flight:*") == []  # no lock taken for it
 
         first = await locks.claim("fresh")
@@ -136,3 +137,32 @@ async def test_clients_joining_a_fill_under_way_do_not_ask_the_index(make_gatewa
     finally:
         await probe.aclose()
         await gw.state.cache.index.clear()
+
+
+async def test_a_cold_miss_reads_the_index_once_and_a_later_hit_once(make_gateway, redis_url, origin):
+    # The flight's claim reads the index for it (and hands over the entry it found), so
+    # neither a miss nor a hit beyond the few seconds of the local map asks Redis twice.
+    gw = await make_gateway(
+        redis_url=redis_url, redis_prefix=f"test-{uuid.uuid4().hex}", prefetch_segments=0
+    )
+    url = gw.mint(origin.base_url + SEG)
+    probe = aioredis.from_url(redis_url)
+
+    async def index_reads() -> int:
+        stats = await probe.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("hget", "hexists"))
+
+    try:
+        before = await index_reads()
+        assert await body_of(url) == (origin.root / SEG.lstrip("/")).read_bytes()
+        after_miss = await index_reads()
+        gw.state.cache.forget_hot(storage_name(gw.state.fetcher.key_for(origin.base_url + SEG)))
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.headers["X-Cache"] == "HIT"
+        after_hit = await index_reads()
+    finally:
+        await probe.aclose()
+        await gw.state.cache.index.clear()
+    # The miss: its claim, and the commit's own check of what it replaces.
+    assert after_miss - before == 2
+    assert after_hit - after_miss == 1
