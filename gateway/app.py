@@ -127,6 +127,7 @@ def create_app(settings: Settings, *, index: CacheIndex | None = None) -> web.Ap
         await cache.close()
         if locks is not None:
             await locks.close()
+        metrics.flush()  # the last second's counts, for the other workers' scrapes
 
     app.cleanup_ctx.append(lifecycle)
 
