@@ -60,6 +60,8 @@ class Pending:
 
 
 class WaitedAnswers:
+    """Answers the lane's requests that are not in memory, on the connection itself."""
+
     def __init__(self, misses: Misses, lane: FastLane) -> None:
         self._misses = misses
         self._lane = lane
@@ -80,6 +82,7 @@ class WaitedAnswers:
         """Answer `pending` on `connection`: the reply written, or None when nothing was
         written and only the full stack can answer it."""
         request = pending.request
+        path = request.target.partition("?")[0]  # logged without the query (credentials)
         front = self._front
         request_id = front.request_id(request.request_id)
         # Upstream requests made for this client carry its id (a fill copies this context).
@@ -91,10 +94,10 @@ class WaitedAnswers:
                     request.target, pending.route, request.conditions
                 )
             except GatewayError as exc:
-                front.refused("GET", request.target, exc)
+                front.refused("GET", path, exc)
                 outcome = error_answer(exc)
             except Exception:
-                log.exception("unhandled error for GET %s", request.target[:80])
+                log.exception("unhandled error for GET %s", path[:80])
                 outcome = error_answer(GatewayError("internal error", 500))
             if isinstance(outcome, Joined):
                 return await self._stream(request, request_id, outcome, connection)

@@ -3,6 +3,7 @@ a manifest fetched and rewritten, an upstream error. Byte for byte what the full
 stack answers, one upstream fetch per object, and the connection stays usable after."""
 
 import asyncio
+import logging
 import re
 
 import aiohttp
@@ -210,3 +211,19 @@ async def test_what_the_lane_cannot_send_is_answered_by_the_full_stack_in_order(
         await runner.cleanup()
     assert (first.body, second.body) == (b"full stack: /p/first", b"full stack: /p/second")
     assert seen == ["/p/first", "/p/second"]
+
+
+async def test_a_refused_request_is_logged_as_the_full_stack_logs_it(make_gateway, origin, caplog):
+    origin.behave("/err/gone.ts", status=404)
+    lane = await make_gateway()
+    reference = await make_gateway(fast_lane=False)
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        for gw in (lane, reference):
+            connection = await Connection.open(gw.base_url)
+            path = path_of(gw, origin.base_url + "/err/gone.ts?sig=SECRET-123")
+            assert (await connection.get(path)).status == 404
+            connection.close()
+    refusals = [r.getMessage() for r in caplog.records if "-> 404" in r.getMessage()]
+    assert len(refusals) == 2
+    assert refusals[0] == refusals[1]
+    assert refusals[0].startswith("GET /p/") and refusals[0].endswith("upstream answered 404")
