@@ -21,9 +21,10 @@ from http import HTTPStatus
 from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.access_log import AccessRecord
+from gateway.answers import Answer, Conditions
 from gateway.middleware import FrontDoor, allow_headers
 from gateway.recent import put_newest
-from gateway.serve import BODY_SLICE, Answer, Conditions
+from gateway.serve import BODY_SLICE
 
 # The raw path, its conditions and the largest body wanted (None: any) -> the answer from
 # memory, or None (`ProxyHandler.answer_now`).

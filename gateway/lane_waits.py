@@ -16,11 +16,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.answers import Answer, Conditions
 from gateway.errors import GatewayError
 from gateway.fast_lane import FastLane, LaneRequest, Reply
 from gateway.fetcher import Joined, MediaHead
 from gateway.middleware import error_answer
-from gateway.serve import BODY_SLICE, Answer, Conditions, cut_short_on_failure, fill_headers
+from gateway.serve import BODY_SLICE, cut_short_on_failure, fill_headers
 from gateway.upstream import REQUEST_ID
 
 if TYPE_CHECKING:

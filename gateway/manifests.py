@@ -6,10 +6,10 @@ import gzip
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from cachetools import TLRUCache
 
+from gateway.answers import Answer, Conditions
 from gateway.errors import UpstreamError
 from gateway.fetcher import Manifest
 from gateway.links import Links
@@ -20,9 +20,6 @@ from gateway.sniff import DASH_TYPE, HLS_TYPE
 from playlists import dash, hls
 from playlists.errors import PlaylistError
 from playlists.urls import directory_of
-
-if TYPE_CHECKING:
-    from gateway.serve import Answer, Conditions
 
 _DYNAMIC_MPD_TTL = 2.0
 _IMMUTABLE_SECONDS = 86_400

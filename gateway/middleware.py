@@ -10,9 +10,9 @@ import re
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.answers import Answer
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics, route_of
-from gateway.serve import Answer
 from gateway.settings import Settings
 from gateway.upstream import REQUEST_ID
 

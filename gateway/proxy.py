@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.answers import Answer, Conditions
 from gateway.cache.entry import Entry
 from gateway.cache.keys import storage_name
 from gateway.cache.segments import SegmentCache
@@ -22,8 +23,6 @@ from gateway.metrics import Metrics
 from gateway.prefetch import Prefetcher
 from gateway.recent import put_newest
 from gateway.serve import (
-    Answer,
-    Conditions,
     accel_answer,
     as_response,
     hit_response,

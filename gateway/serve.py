@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +14,7 @@ import aiofiles
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from gateway.answers import Answer, Conditions
 from gateway.cache.entry import Entry
 from gateway.cache.memory import InMemory
 from gateway.errors import GatewayError
@@ -88,34 +88,6 @@ class BodyResponse(web.StreamResponse):
         for offset in range(0, len(body), BODY_SLICE):
             await writer.write(body[offset : offset + BODY_SLICE])
         return writer
-
-
-@dataclass(frozen=True, slots=True)
-class Conditions:
-    """The request headers an answer from memory depends on."""
-
-    if_none_match: str = ""
-    range: str | None = None
-    accept_encoding: str = ""
-
-    @classmethod
-    def of(cls, request: web.BaseRequest) -> Conditions:
-        headers = request.headers
-        return cls(
-            headers.get("If-None-Match", ""),
-            headers.get("Range"),
-            headers.get("Accept-Encoding", ""),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A response decided without I/O. The full stack wraps it in an aiohttp response; the
-    fast lane writes it straight to the socket. One source for both, so they cannot differ."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes | memoryview = b""
 
 
 def as_response(answer: Answer) -> web.StreamResponse:

@@ -10,8 +10,9 @@ import socket
 
 import pytest
 
+from gateway.answers import Conditions
 from gateway.fast_lane import parse_head
-from gateway.serve import Conditions, accepts_gzip
+from gateway.serve import accepts_gzip
 from tests.support.raw_http import Connection, Reply
 
 SEG = "/ts/seg_001.ts"
