@@ -34,3 +34,5 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes | memoryview = b""
+    # Kept and given to request after request (so what is made from it may be kept too).
+    reused: bool = False

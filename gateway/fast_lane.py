@@ -122,6 +122,10 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.strip(b" \t").decode("latin-1")
 
 
+def _length(answer: Answer) -> str:
+    return "" if answer.status == 304 else f"Content-Length: {len(answer.body)}\r\n"
+
+
 class HttpDate:
     """The `Date` and `Server` header lines, formatted once a second."""
 
@@ -180,7 +184,7 @@ class FastLane:
         # Players repeat the very same request bytes (one URL, the same headers): what they
         # parse to is kept, and so is the head each answer object starts with.
         self._parsed: dict[bytes, LaneRequest] = {}
-        self._heads: dict[int, tuple[dict[str, str], tuple[int, int], str]] = {}
+        self._heads: dict[int, tuple[Answer, str]] = {}
 
     def take(self, data: bytes, *, big_bodies: bool) -> Reply | LaneRequest | None:
         """The answer to `data` if it is in memory; else the request, when the lane can
@@ -206,24 +210,18 @@ class FastLane:
 
     def head(self, answer: Answer, request_id: str, framing: str | None = None) -> bytes:
         """The status line and headers of `answer`; `framing` replaces its Content-Length."""
-        if framing is None:
-            # Kept per headers object: answers from memory are made once and reused. Only
-            # the headers are held (an answer's body may be a copy of a byte range).
-            headers, length = answer.headers, len(answer.body)
-            known = self._heads.get(id(headers))
-            if known is not None and known[0] is headers and known[1] == (answer.status, length):
-                start = known[2]
-            else:
-                framing = "" if answer.status == 304 else f"Content-Length: {length}\r\n"
-                start = self._start(answer, framing)
-                put_newest(
-                    self._heads,
-                    id(headers),
-                    (headers, (answer.status, length), start),
-                    _REQUESTS_REMEMBERED,
-                )
-        else:
+        if framing is not None:
             start = self._start(answer, framing)
+        elif answer.reused:
+            # Made once per answer kept: the answer is held with it, so that its id is not
+            # given to another object meanwhile.
+            known = self._heads.get(id(answer))
+            if known is None or known[0] is not answer:
+                known = (answer, self._start(answer, _length(answer)))
+                put_newest(self._heads, id(answer), known, _REQUESTS_REMEMBERED)
+            start = known[1]
+        else:
+            start = self._start(answer, _length(answer))
         return (f"{start}{self._date.lines()}X-Request-Id: {request_id}\r\n{self._tail}").encode(
             "latin-1"
         )

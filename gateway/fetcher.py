@@ -105,6 +105,12 @@ class Joined:
     head: Head
     coalesced: bool
 
+    @property
+    def state(self) -> str:
+        """What `X-Cache` and the metrics call it: the client that started the flight got a
+        MISS, the ones that joined it a COALESCED."""
+        return "COALESCED" if self.coalesced else "MISS"
+
     def release(self) -> None:
         if self.flight.fill is not None:
             self.flight.fill.detach()
@@ -220,7 +226,8 @@ class Fetcher:
                 last_modified=headers.get("Last-Modified"),
             )
             # A range request that upstream answered in full is the whole object.
-            key = flight.key if response.status == 206 else self.key_for(target.upstream_url)
+            whole = response.status != 206 and target.range_header is not None
+            key = self.key_for(target.upstream_url) if whole else flight.key
             await self._fill(flight, key, head, first, chunks, claim, response.hold_reading)
 
         try:
@@ -256,9 +263,7 @@ class Fetcher:
             # a leader commits before it lets go of the lock, so a commit that came before
             # the claim is found here (looked up before the claim, it could slip between).
             # A claim that checked the index has looked already.
-            if (self._locks is None or not self._locks.checks_index) and await self._found(
-                flight
-            ):
+            if not self.finds_committed and await self._found(flight):
                 return
             await body(claim)
         except GatewayError as exc:

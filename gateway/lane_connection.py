@@ -94,8 +94,7 @@ class LaneRequestHandler(RequestHandler):
             if self.transport is not None and not self.transport.is_closing():
                 self._to_parser(data)
             return
-        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        self._log(reply, self._loop.time() - started)
+        self._answered(reply, self._loop.time() - started)
         if backlog and self.transport is not None and not self.transport.is_closing():
             self.data_received(backlog)
 
@@ -152,10 +151,11 @@ class LaneRequestHandler(RequestHandler):
             transport.writelines((reply.head, body))
         else:
             transport.write(reply.head)
-        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        self._log(reply, 0.0)
+        self._answered(reply, 0.0)
 
-    def _log(self, reply: Reply, seconds: float) -> None:
+    def _answered(self, reply: Reply, seconds: float) -> None:
+        """An answer is written: the connection is idle from now, and the answer logged."""
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         if self._logging_enabled and isinstance(self.access_logger, GatewayAccessLogger):
             transport = self.transport
             peer = transport.get_extra_info("peername") if transport is not None else None

@@ -125,7 +125,7 @@ class WaitedAnswers:
         length = media.content_length
         chunked = length is None
         framing = "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {length}\r\n"
-        answer = Answer(media.status, fill_headers(media, joined.coalesced))
+        answer = Answer(media.status, fill_headers(media, joined.state))
         head = self._lane.head(answer, request_id, framing)
         self._front.count(request.target, media.status)
         self._front.metrics.count(self._waited)

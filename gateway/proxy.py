@@ -6,7 +6,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -152,7 +152,6 @@ class ProxyHandler:
         if isinstance(joined.head, Stored):
             joined.release()
             return Hit(joined.head.entry, joined.head.path)
-        state = "COALESCED" if joined.coalesced else "MISS"
         if isinstance(joined.head, Manifest):
             rewritten = self._manifests.rewrite(
                 raw,
@@ -162,25 +161,24 @@ class ProxyHandler:
                 request_rest=rest,
             )
             self._follow(joined.head, grant, upstream_url)
-            self._metrics.count(self._metrics.cache_results, "playlist", state)
-            return manifest_answer(rewritten, state, conditions)
-        self._metrics.count(self._metrics.cache_results, "segment", state)
+            self._metrics.count(self._metrics.cache_results, "playlist", joined.state)
+            return manifest_answer(rewritten, joined.state, conditions)
+        self._metrics.count(self._metrics.cache_results, "segment", joined.state)
         return joined
 
     def count_streamed(self, joined: Joined, sent: int) -> None:
-        state = "COALESCED" if joined.coalesced else "MISS"
-        self._metrics.count(self._metrics.served_bytes, state, amount=sent)
+        self._metrics.count(self._metrics.served_bytes, joined.state, amount=sent)
 
     async def serve_made(
         self, request: web.Request, key: str, content_type: str, make: Produce
     ) -> web.StreamResponse:
         """An object the gateway makes itself (a segment cut from a file), cached like any."""
         name = storage_name(key)
+        conditions = Conditions.of(request)
         if self._accel_prefix is None:
-            held = self._held_segment(name, Conditions.of(request))
+            held = self._held_segment(name, conditions)
             if held is not None:
                 return as_response(held)
-        conditions = Conditions.of(request)
         hit = await self._cache.lookup(name)
         if hit is not None:
             return await self._hit(request, Hit(*hit), conditions)
@@ -188,8 +186,7 @@ class ProxyHandler:
         if isinstance(joined.head, Stored):
             joined.release()
             return await self._hit(request, Hit(joined.head.entry, joined.head.path), conditions)
-        state = "COALESCED" if joined.coalesced else "MISS"
-        self._metrics.count(self._metrics.cache_results, "segment", state)
+        self._metrics.count(self._metrics.cache_results, "segment", joined.state)
         return await stream_response(request, joined)
 
     def answer_now(
@@ -217,7 +214,7 @@ class ProxyHandler:
             if answer is None:
                 answer = manifest_answer(cached, "HIT", conditions)
                 if len(cached.hit_answers) < _ANSWERS_PER_COPY:
-                    cached.hit_answers[conditions] = answer
+                    answer = cached.hit_answers[conditions] = replace(answer, reused=True)
             return answer
         held = self._held_segment(route.name, conditions, max_body)
         if held is not None:
@@ -278,7 +275,8 @@ class ProxyHandler:
         known = self._accel_answers.get(entry.name)
         if known is not None and known[0] is entry:
             return known[1]
-        answer = accel_answer(entry, prefix + self._cache.store.relative_of(entry.name))
+        location = prefix + self._cache.store.relative_of(entry.name)
+        answer = replace(accel_answer(entry, location), reused=True)
         put_newest(self._accel_answers, entry.name, (entry, answer), _ROUTES_REMEMBERED)
         return answer
 

@@ -146,13 +146,13 @@ def accel_answer(entry: Entry, location: str) -> Answer:
     )
 
 
-def fill_headers(head: MediaHead, coalesced: bool) -> dict[str, str]:
+def fill_headers(head: MediaHead, state: str) -> dict[str, str]:
     """The headers of an object streamed while it is fetched (the length apart)."""
     headers = {
         "Content-Type": head.content_type,
         "Cache-Control": SEGMENT_CACHE_CONTROL,
         "Accept-Ranges": "bytes",
-        "X-Cache": "COALESCED" if coalesced else "MISS",
+        "X-Cache": state,
     }
     if head.content_range:
         headers["Content-Range"] = head.content_range
@@ -168,7 +168,7 @@ async def stream_response(request: web.Request, joined: Joined) -> web.StreamRes
     head = joined.head
     fill = joined.flight.fill
     assert isinstance(head, MediaHead) and fill is not None
-    response = web.StreamResponse(status=head.status, headers=fill_headers(head, joined.coalesced))
+    response = web.StreamResponse(status=head.status, headers=fill_headers(head, joined.state))
     if head.content_length is not None:
         response.content_length = head.content_length
     try:

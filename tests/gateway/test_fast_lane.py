@@ -13,7 +13,7 @@ import pytest
 from gateway.answers import Conditions
 from gateway.fast_lane import parse_head
 from gateway.serve import accepts_gzip
-from tests.support.raw_http import Connection, Reply
+from tests.support.raw_http import Connection, Reply, comparable, metric, path_of
 
 SEG = "/ts/seg_001.ts"
 BIG = "/big/index.m3u8"
@@ -102,16 +102,7 @@ def test_gzip_is_sent_only_where_accept_encoding_admits_it(value: str, accepted:
 
 
 async def fast_answers(base_url: str) -> float:
-    connection = await Connection.open(base_url)
-    try:
-        text = (await connection.get("/metrics")).body.decode()
-    finally:
-        connection.close()
-    return float(re.search(r"^gateway_fast_answers_total (\S+)$", text, re.M).group(1))
-
-
-def path_of(gw, upstream_url: str) -> str:
-    return gw.mint(upstream_url)[len(gw.base_url) :]
+    return await metric(base_url, "gateway_fast_answers_total")
 
 
 async def warmed(make_gateway, origin, **settings):
@@ -123,16 +114,6 @@ async def warmed(make_gateway, origin, **settings):
         assert (await connection.get(path_of(gw, origin.base_url + path))).status == 200
     connection.close()
     return gw
-
-
-def comparable(reply: Reply, own_validators: dict[str, str]) -> Reply:
-    """The reply with what differs between two instances by design made equal: the date,
-    the request id, and a cache file's own mtime-based validators."""
-    headers = {k: v for k, v in reply.headers.items() if k not in ("Date", "X-Request-Id")}
-    for name, value in own_validators.items():
-        if headers.get(name) == value:
-            headers[name] = f"<own {name}>"
-    return Reply(reply.status, headers, reply.body)
 
 
 async def test_the_lane_answers_exactly_as_the_full_stack(make_gateway, origin):

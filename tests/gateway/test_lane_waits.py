@@ -4,9 +4,7 @@ stack answers, one upstream fetch per object, and the connection stays usable af
 
 import asyncio
 import logging
-import re
 
-import aiohttp
 from aiohttp import web
 
 from gateway.fast_lane import FastLane
@@ -15,32 +13,14 @@ from gateway.lane_waits import WaitedAnswers
 from gateway.metrics import Metrics
 from gateway.middleware import FrontDoor
 from gateway.settings import Settings
-from tests.support.raw_http import Connection, Reply
+from tests.support.raw_http import Connection, Reply, comparable, metric, path_of
 
 SEG = "/ts/seg_000.ts"
 PLAYLIST = "/ts/index.m3u8"
 
 
-def path_of(gw, upstream_url: str) -> str:
-    return gw.mint(upstream_url)[len(gw.base_url) :]
-
-
-async def metric(base_url: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(base_url + "/metrics") as response:
-            text = await response.text()
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 async def waited_answers(base_url: str) -> float:
     return await metric(base_url, "gateway_lane_waited_answers_total")
-
-
-def comparable(reply: Reply) -> Reply:
-    """The reply without what differs between two instances by design."""
-    headers = {k: v for k, v in reply.headers.items() if k not in ("Date", "X-Request-Id")}
-    return Reply(reply.status, headers, reply.body)
 
 
 async def test_waited_answers_are_exactly_the_full_stacks(make_gateway, origin, media):
@@ -88,7 +68,6 @@ async def test_clients_that_join_a_streaming_miss_share_one_fetch(make_gateway, 
     gw = await make_gateway()
     path = path_of(gw, origin.base_url + SEG)
     connections = [await Connection.open(gw.base_url) for _ in range(5)]
-    replies = []
     for connection in connections:
         connection.send(path)
         await asyncio.sleep(0.03)  # joining while the body arrives

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.gateway import RunningGateway
 
 
 @dataclass
@@ -58,3 +63,30 @@ class Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def path_of(gw: RunningGateway, upstream_url: str) -> str:
+    """The gateway path (no scheme or host) that leads to `upstream_url`."""
+    return gw.mint(upstream_url)[len(gw.base_url) :]
+
+
+def comparable(reply: Reply, own_validators: dict[str, str] | None = None) -> Reply:
+    """The reply with what differs between two instances by design made equal: the date,
+    the request id, and a cache file's own mtime-based validators."""
+    headers = {k: v for k, v in reply.headers.items() if k not in ("Date", "X-Request-Id")}
+    for name, value in (own_validators or {}).items():
+        if headers.get(name) == value:
+            headers[name] = f"<own {name}>"
+    return Reply(reply.status, headers, reply.body)
+
+
+async def metric(base_url: str, name: str) -> float:
+    """The value of an unlabelled metric, as `/metrics` reports it."""
+    connection = await Connection.open(base_url)
+    try:
+        text = (await connection.get("/metrics")).body.decode()
+    finally:
+        connection.close()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert found is not None, f"{name} is not reported"
+    return float(found.group(1))
