@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m bench.rewrite
 python3 -m bench.hits
+python3 -m bench.lane_answer
 python3 -m bench.miss_ttfb
 python3 -m bench.prefetch_ttfb
 python3 -m bench.coalescing
