@@ -3,8 +3,10 @@ embedded, and in Redis as deployed with several workers or nodes).
 
     python -m bench.miss_ttfb [--requests 200] [--rounds 3] [--origin nginx|in-process]
 
-Every request names a segment nobody asked for before (`cold_<n>_seg_003.ts`, which the
-origin serves from one file), so each one is a real miss streamed from upstream. The origin
+Every request names an object nobody asked for before (`cold_<n>_seg_003.ts`, which the
+origin serves from one file), so each one is a real miss streamed from upstream. Two
+objects: a 1.1 MB video segment, and a 20 KB one (the size of an audio segment, an init
+section or a subtitle file), whose whole body arrives in one read. The origin
 is an nginx process of its own. `--origin in-process` serves it from the load generator's
 own event loop instead (what this script did at first): the direct fetch then never leaves
 the process, while every proxied one crosses into the proxy and back twice, so the
@@ -41,10 +43,15 @@ from tests.support.redis_server import throwaway_redis
 _names = itertools.count()
 
 
-async def measure(session: aiohttp.ClientSession, make_url: object, count: int) -> list[float]:
+OBJECTS = {"1.1 MB segment": "seg_003.ts", "20 KB object": "small_20k.ts"}
+
+
+async def measure(
+    session: aiohttp.ClientSession, make_url: Callable[[str], str], name: str, count: int
+) -> list[float]:
     times = []
     for _ in range(count):
-        elapsed, _state, _size = await ttfb(session, make_url(f"cold_{next(_names)}_seg_003.ts"))  # type: ignore[operator]
+        elapsed, _state, _size = await ttfb(session, make_url(f"cold_{next(_names)}_{name}"))
         times.append(elapsed * 1000)
     return times
 
@@ -63,6 +70,7 @@ async def main() -> None:
     args = parser.parse_args()
     with workdir() as work, contextlib.ExitStack() as stack:
         media = make_media(work)
+        (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
         runner = None
         if args.origin == "nginx":
             origin_nginx = static_nginx(work / "origin", media, cold_names=True)
@@ -87,7 +95,7 @@ async def main() -> None:
         shared = Gateway(free_port(), work / "cache-redis")
         stack.callback(shared.stop)
         shared.start(prefetch_segments="0", redis_url=redis_url)
-        results: dict[str, list[list[float]]] = {}
+        results: dict[str, dict[str, list[list[float]]]] = {kind: {} for kind in OBJECTS}
         try:
             makers = {
                 "origin direct": lambda name: f"{origin_base}/vod/{name}",
@@ -97,19 +105,23 @@ async def main() -> None:
             }
             async with aiohttp.ClientSession() as session:
                 for make in makers.values():
-                    await measure(session, make, args.requests // 4)
+                    await measure(session, make, OBJECTS["1.1 MB segment"], args.requests // 4)
                 for _ in range(max(2, args.rounds)):
-                    for name, make in makers.items():
-                        results.setdefault(name, []).append(
-                            await measure(session, make, args.requests)
-                        )
+                    for kind, object_name in OBJECTS.items():
+                        for name, make in makers.items():
+                            results[kind].setdefault(name, []).append(
+                                await measure(session, make, object_name, args.requests)
+                            )
         finally:
             if runner is not None:
                 await runner.cleanup()
-    print(
-        f"\n## Cold-miss TTFB, {args.requests} distinct ~1.1 MB segments per run, "
-        f"origin: {args.origin}\n"
-    )
+    summary = {kind: table(kind, paths, args) for kind, paths in results.items()}
+    print(f"results: {save('miss_ttfb', summary)}")
+
+
+def table(kind: str, results: dict[str, list[list[float]]], args: argparse.Namespace) -> dict:
+    print(f"\n## Cold-miss TTFB, {args.requests} distinct objects per run ({kind}), "
+          f"origin: {args.origin}\n")  # fmt: skip
     print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin |")
     print("|---|---|---|---|")
     origin_p50s = [statistics.median(r) for r in results["origin direct"]]
@@ -123,7 +135,7 @@ async def main() -> None:
             f"| {name} | {', '.join(f'{v:.2f}' for v in p50s)} | "
             f"{', '.join(f'{v:.2f}' for v in p95s)} | {overhead:+.2f} ms |"
         )
-    print(f"results: {save('miss_ttfb', summary)}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ class Fill:
         self, temp: Path, readers: int = 0, fd: int | None = None, expected: int | None = None
     ) -> None:
         """`fd`: `temp` already created and open (else it is created here). `expected`: the
-        body's length, when known; the chunk that completes it reaches the readers only at
-        `finish()`, so a client that has every byte and asks again at once finds the entry
-        committed, not this fill."""
+        body's length, when known; its last byte reaches the readers only at `finish()`, so
+        a client that has every byte and asks again at once finds the entry committed, not
+        this fill. Only the last byte: a small object arrives in one chunk, and holding all
+        of it made its first byte wait for the commit (a 20 KB object's time to first byte
+        was 1.9 ms, most of it creating the entry's files)."""
         self.temp = temp
         self.written = 0
         self._expected = expected
-        self._readable = 0  # readers get bytes up to here: `written`, less the held-back end
+        self._readable = 0  # readers get bytes up to here: `written`, less the held-back byte
         self.done = False
         self.error: GatewayError | None = None
         self.disk_failed: OSError | None = None
@@ -70,7 +72,7 @@ class Fill:
         return self.disk_failed is None
 
     def append(self, data: bytes) -> None:
-        """Give `data` to the readers now (the end of the expected body: at `finish()`); it
+        """Give `data` to the readers now (the expected body's last byte: at `finish()`); it
         reaches the temp file at the next `flush()` (or when a reader needs it from there)."""
         if self.disk_failed is None:
             self._pending.append(data)
@@ -78,9 +80,8 @@ class Fill:
         else:
             self._spill.append(data)
         self.written += len(data)
-        if not self.complete:
-            self._readable = self.written
-            self._wake()
+        self._readable = self.written - 1 if self.complete else self.written
+        self._wake()
 
     @property
     def complete(self) -> bool:
@@ -182,7 +183,10 @@ class Fill:
                 if offset >= start:
                     if offset < start + len(chunk):
                         skip = offset - start
-                        return chunk if skip == 0 else memoryview(chunk)[skip:]
+                        end = skip + size
+                        if skip == 0 and end >= len(chunk):
+                            return chunk
+                        return memoryview(chunk)[skip:end]
                     break
         if self._pending and offset >= self._flushed:
             # Further behind than the in-memory window and not yet on disk (a writer that

@@ -45,9 +45,7 @@ async def test_readers_at_any_pace_and_offset_get_exactly_the_body(tmp_path):
     assert (tmp_path / "temp").read_bytes() == body
 
 
-async def test_short_writes_are_carried_on_so_the_file_holds_the_whole_body(
-    tmp_path, monkeypatch
-):
+async def test_short_writes_are_carried_on_so_the_file_holds_the_whole_body(tmp_path, monkeypatch):
     # A disk that takes at most 64 KiB per call (as after a signal, or near full): the rest of
     # every chunk must still land at its own offset, or a hole would be committed as the body.
     real_pwrite = os.pwrite
@@ -64,7 +62,7 @@ async def test_short_writes_are_carried_on_so_the_file_holds_the_whole_body(
     assert fill.on_disk and (tmp_path / "temp").read_bytes() == body
 
 
-async def test_the_end_of_an_expected_body_reaches_the_readers_only_at_finish(tmp_path):
+async def test_the_last_byte_of_an_expected_body_reaches_the_readers_only_at_finish(tmp_path):
     fill = Fill(tmp_path / "temp", expected=1010)
     early_got, late_got = bytearray(), bytearray()
     early = asyncio.create_task(read_all(fill, into=early_got))
@@ -74,7 +72,19 @@ async def test_the_end_of_an_expected_body_reaches_the_readers_only_at_finish(tm
     late = asyncio.create_task(read_all(fill, into=late_got))  # a client that arrives now
     fill.flush()
     await asyncio.sleep(0.01)
-    assert bytes(early_got) == bytes(late_got) == b"a" * 1000
+    assert bytes(early_got) == bytes(late_got) == b"a" * 1000 + b"b" * 9
     assert (tmp_path / "temp").stat().st_size == 1010  # on disk all the same
     fill.finish()
     assert await early == await late == b"a" * 1000 + b"b" * 10
+
+
+async def test_a_body_that_arrives_in_one_chunk_reaches_the_readers_before_finish(tmp_path):
+    fill = Fill(tmp_path / "temp", expected=20_000)
+    got = bytearray()
+    reader = asyncio.create_task(read_all(fill, into=got))
+    await asyncio.sleep(0)
+    fill.append(b"s" * 20_000)  # a small object: its whole body is the first chunk
+    await asyncio.sleep(0.01)
+    assert bytes(got) == b"s" * 19_999
+    fill.finish()
+    assert await reader == b"s" * 20_000

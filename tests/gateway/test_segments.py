@@ -36,7 +36,9 @@ async def test_fifty_concurrent_cold_requests_cause_one_upstream_fetch(
     assert states.count("MISS") == 1 and states.count("COALESCED") == 49
 
 
-async def test_a_waiting_client_gets_bytes_before_the_upstream_body_ends(make_gateway, origin, media):
+async def test_a_waiting_client_gets_bytes_before_the_upstream_body_ends(
+    make_gateway, origin, media
+):
     gw = await make_gateway()
     size = len(origin_bytes(media, SEG))
     origin.behave(SEG, drip=(16 * 1024, 0.1))  # the whole body takes seconds
@@ -50,6 +52,40 @@ async def test_a_waiting_client_gets_bytes_before_the_upstream_body_ends(make_ga
     assert len(first) + len(rest) == size
     # First bytes arrive while upstream is still dripping, not after it has finished.
     assert first_at < total_at / 2
+
+
+async def test_a_small_objects_bytes_do_not_wait_for_its_commit(
+    make_gateway, make_index, origin, media, monkeypatch
+):
+    """An object that arrives in one read (an audio segment, an init section) goes out as it
+    arrives; only its last byte waits until the cache has committed it."""
+    body = origin_bytes(media, SEG)[:20_000]
+    origin.set_file("/small/audio.ts", body)
+    gw = await make_gateway(index=make_index(10**9), prefetch_segments=0)
+    cache = gw.state.cache
+    committing, commit = asyncio.Event(), asyncio.Event()
+    admit = cache.admit
+
+    async def held_admit(*args, **kwargs):
+        committing.set()
+        await commit.wait()
+        return await admit(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "admit", held_admit)
+    url = gw.mint(origin.base_url + "/small/audio.ts")
+    async with aiohttp.ClientSession() as session:
+        try:  # the head and the first bytes, while the commit is held
+            response = await asyncio.wait_for(session.get(url), 5)
+            first = await asyncio.wait_for(response.content.readexactly(len(body) - 1), 5)
+            assert committing.is_set() and not commit.is_set()
+        finally:
+            commit.set()
+        rest = await response.read()
+        response.release()
+        again = await get(session, url)
+    assert first + rest == body
+    assert again[1]["X-Cache"] == "HIT" and again[2] == body
+    assert origin.count("/small/audio.ts") == 1
 
 
 async def test_the_second_request_is_a_hit_with_no_upstream_request(
@@ -96,7 +132,9 @@ async def test_ranges_are_served_from_a_cached_object(make_gateway, origin, medi
     assert origin.count(SEG) == 1
 
 
-async def test_a_cold_range_is_forwarded_upstream_and_cached_as_that_range(make_gateway, origin, media):
+async def test_a_cold_range_is_forwarded_upstream_and_cached_as_that_range(
+    make_gateway, origin, media
+):
     gw = await make_gateway()
     url = gw.mint(origin.base_url + SEG)
     expected = origin_bytes(media, SEG)
