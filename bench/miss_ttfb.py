@@ -38,6 +38,7 @@ from bench.common import (
     ttfb,
     workdir,
 )
+from bench.relay import start_relay
 from tests.support.redis_server import throwaway_redis
 
 _names = itertools.count()
@@ -86,6 +87,9 @@ async def main() -> None:
             f"    location /vod/ {{ proxy_pass {origin_base}; proxy_cache edge; "
             "proxy_cache_valid 200 1h; proxy_buffering on; }"
         )
+        # The floor: what a proxy process that only copies bytes adds on this machine.
+        relay_port = free_port()
+        stack.callback(start_relay(relay_port, origin_base.removeprefix("http://")).terminate)
         gateway = Gateway(free_port(), work / "cache")
         stack.callback(gateway.stop)
         gateway.start(prefetch_segments="0")
@@ -99,6 +103,9 @@ async def main() -> None:
         try:
             makers = {
                 "origin direct": lambda name: f"{origin_base}/vod/{name}",
+                "bare TCP relay (the floor)": lambda name: (
+                    f"http://127.0.0.1:{relay_port}/vod/{name}"
+                ),
                 "nginx proxy_cache": lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}",
                 "gateway": directory_of(gateway, origin_base),
                 "gateway, Redis index": directory_of(shared, origin_base),
