@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +21,12 @@ class Entry:
     stored_at: float = 0.0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Every field is a plain value: no deep copy (`asdict`) needed on each commit.
+        return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Entry:
         return cls(**json.loads(text))
+
+
+_FIELDS = tuple(field.name for field in fields(Entry))

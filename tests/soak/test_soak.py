@@ -7,7 +7,6 @@ the figures quoted in reviews."""
 
 import asyncio
 import collections
-import json
 import os
 import random
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.cache.store import read_entry
 from tests.support.gateway import fill_temps
 
 SEGMENTS = [f"/ts/seg_00{i}.ts" for i in range(4)] + [f"/fmp4/seg_00{i}.m4s" for i in range(4)]
@@ -93,12 +93,14 @@ async def soak(gw, origin, media, *, clients: int, seconds: float) -> dict:
         await asyncio.sleep(0.05)
     corrupt = []
     entries = 0
-    for meta in gw.state.cache.store.objects.rglob("*.json"):
-        entry = json.loads(meta.read_text())
+    for path in gw.state.cache.store.objects.rglob("*"):
+        entry = read_entry(path) if path.is_file() and path.suffix != ".json" else None
+        if entry is None:
+            continue
         entries += 1
-        upstream_path = entry["key"].removeprefix(origin.base_url).split("?", 1)[0]
-        if meta.with_suffix("").read_bytes() != media.read(upstream_path):
-            corrupt.append(entry["key"])
+        upstream_path = entry.key.removeprefix(origin.base_url).split("?", 1)[0]
+        if path.read_bytes() != media.read(upstream_path):
+            corrupt.append(entry.key)
     return {
         "clients": clients,
         "seconds": seconds,
