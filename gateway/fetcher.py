@@ -316,9 +316,6 @@ class Fetcher:
         resume_upstream = hold_upstream() if hold_upstream is not None else None
         try:
             flight.head.set_result(head)
-            if claim is not None and self._locks is not None:
-                shared = {"head": asdict(head), "temp": str(fill.temp)} if fill.on_disk else {}
-                await self._locks.publish(claim, state="filling" if shared else "nodisk", **shared)
             # Readers first: each chunk reaches them in memory and is written to disk once
             # they had their turn to send it (a chunk already buffered from upstream comes
             # back without a suspension, so without the yield a fast origin's whole body was
@@ -328,6 +325,7 @@ class Fetcher:
         finally:
             if resume_upstream is not None:
                 resume_upstream()
+        publishing = self._publish(claim, fill, head)
         self._metrics.fills_in_flight.inc()
         too_big = self._cache.max_object_bytes
         try:
@@ -340,6 +338,12 @@ class Fetcher:
                 if fill.written > too_big and fill.readers == 0:
                     # Not going to be cached and nobody is reading: stop downloading it.
                     raise UpstreamError("uncacheable body abandoned by every client")
+            if publishing is not None:
+                await publishing
+        except BaseException:
+            if publishing is not None:
+                publishing.cancel()  # the claim's release makes a late one a no-op anyway
+            raise
         finally:
             self._metrics.fills_in_flight.dec()
             self._metrics.upstream_bytes.inc(fill.written)
@@ -366,6 +370,20 @@ class Fetcher:
         # once must find the committed entry, not this finished flight.
         self._forget(flight)
         fill.finish()
+
+    def _publish(
+        self, claim: Claim | None, fill: Fill, head: MediaHead
+    ) -> asyncio.Task[None] | None:
+        """Tell the other workers where this fill's bytes are, while the fill goes on.
+
+        Sent after the readers' turn: building and sending the command before it delayed
+        each cold miss's first byte by 0.1 ms with the index in Redis.
+        """
+        if claim is None or self._locks is None:
+            return None
+        shared = {"head": asdict(head), "temp": str(fill.temp)} if fill.on_disk else {}
+        state = "filling" if shared else "nodisk"
+        return asyncio.create_task(self._locks.publish(claim, state=state, **shared))
 
     async def _lead(self, flight: Flight, locks: FlightLocks) -> Claim | None:
         """The claim to lead this fill under; or the flight's head is set, because the
