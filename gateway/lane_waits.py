@@ -166,7 +166,8 @@ async def _write_answer(reply: Reply, connection: LaneConnection) -> None:
     """Where the transport would copy what the socket does not take at once, a big body
     goes in slices, each once the socket took the last (as `gateway.serve.BodyResponse`)."""
     body = memoryview(reply.answer.body)
-    step = len(body) if connection.by_reference else BODY_SLICE
+    # An answer without a body (a 304, an X-Accel-Redirect) is its head alone.
+    step = len(body) if connection.by_reference and body else BODY_SLICE
     try:
         _write(connection, [reply.head, body[:step]] if body else [reply.head])
         for offset in range(step, len(body), step):
