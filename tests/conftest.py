@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+import uvloop
 
 from tests.support.live import LiveEncoder, LowLatencyOrigin, make_parts
 from tests.support.media import Media, make_media
 from tests.support.origin import Origin
 from tests.support.redis_server import redis_for_tests
+
+# The gateway runs on uvloop, whose transports differ from asyncio's (a buffer is queued by
+# reference, not copied): the tests of the paths that write answers run on both loops.
+_ON_BOTH_LOOPS = frozenset({"test_lane_waits.py", "test_fast_lane.py"})
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if item.path.name in _ON_BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -266,6 +266,7 @@ async def test_lane_answers_are_in_the_access_log(make_gateway, origin, caplog):
     assert reply.headers["X-Request-Id"] == "lane-log-1"
 
 
+@pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_on_asyncios_loop_a_big_hit_is_left_to_the_full_stack_and_counted_once(
     make_gateway, origin
 ):
