@@ -13,15 +13,14 @@ from tests.support.media import Media, make_media
 from tests.support.origin import Origin
 from tests.support.redis_server import redis_for_tests
 
-# The gateway runs on uvloop, whose transports differ from asyncio's (a buffer is queued by
-# reference, not copied): the tests of the paths that write answers run on both loops.
-_ON_BOTH_LOOPS = frozenset({"test_lane_waits.py", "test_fast_lane.py"})
-
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    if item.path.name in _ON_BOTH_LOOPS:
+    """The gateway runs on uvloop where it is installed, and on asyncio's own loop where not,
+    and their transports differ (uvloop queues a buffer by reference, asyncio copies it):
+    the gateway's tests run on both. The players' end-to-end tests run on asyncio's."""
+    if "gateway" in item.path.parts:
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
 

@@ -24,7 +24,7 @@ async def test_fifty_concurrent_cold_requests_cause_one_upstream_fetch(
     make_gateway, make_index, origin, media
 ):
     gw = await make_gateway(index=make_index(10**9))
-    origin.behave(SEG, drip=(64 * 1024, 0.02))  # slow enough that all 50 overlap
+    origin.behave(SEG, drip=(8 * 1024, 0.02))  # slow enough that all 50 overlap
     url = gw.mint(origin.base_url + SEG)
     async with aiohttp.ClientSession() as session:
         results = await asyncio.gather(*(get(session, url) for _ in range(50)))
