@@ -25,6 +25,9 @@ log = logging.getLogger("gateway.cache")
 ENTRY_ATTRIBUTE = "user.hls-gateway.entry"
 _SIDECAR = ".json"
 _NO_ATTRIBUTE = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+# What setting an attribute larger than the file system takes raises (ext4: ENOSPC past
+# about 4 KB, though the disk has room).
+_TOO_LARGE = (errno.ENOSPC, errno.E2BIG, errno.ERANGE)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -85,7 +88,14 @@ class DiskStore:
         final = self.path_of(entry.name)
         if not self.entry_attributes:
             return self._commit_beside(temp, entry, final, mtime)
-        os.setxattr(temp, ENTRY_ATTRIBUTE, entry.to_json().encode())
+        try:
+            os.setxattr(temp, ENTRY_ATTRIBUTE, entry.to_json().encode())
+        except OSError as exc:
+            if exc.errno not in _TOO_LARGE:
+                raise
+            # An entry too large for one attribute (a long signed URL in its key) goes beside;
+            # on a disk that is really full, that fails as well, as it should.
+            return self._commit_beside(temp, entry, final, mtime)
         if mtime is not None:
             os.utime(temp, (mtime, mtime))
         _rename_into_shard(temp, final)

@@ -84,3 +84,16 @@ def test_a_scan_removes_what_does_not_match_its_entry(tmp_path, attributes):
 
     assert [found for found, _ in store.scan()] == [kept]
     assert files_under(store) == [kept.name] + ([] if attributes else [kept.name + ".json"])
+
+
+def test_an_entry_too_large_for_an_attribute_goes_beside(tmp_path):
+    store = DiskStore(tmp_path)
+    store.prepare()
+    signed = Entry(
+        "ee" * 32, "http://origin.test/seg.ts?sig=" + "s" * 6000, 4, "video/mp2t", stored_at=1.0
+    )
+    fits = entry("ef" * 32, 4)
+    commit(store, signed, b"long")
+    commit(store, fits, b"fits")
+    assert files_under(store) == sorted([signed.name, signed.name + ".json", fits.name])
+    assert {found.name: found for found, _ in store.scan()} == {e.name: e for e in (signed, fits)}
