@@ -1,5 +1,6 @@
-"""Cold-miss time to first byte: origin direct, nginx proxy_cache miss, the gateway (its index
-embedded, and in Redis as deployed with several workers or nodes).
+"""Cold-miss time to first byte: origin direct, a bare TCP relay (what any proxy process adds
+here, `bench/relay.py`), nginx proxy_cache miss, the gateway (its index embedded, and in
+Redis as deployed with several workers or nodes).
 
     python -m bench.miss_ttfb [--requests 200] [--rounds 3] [--origin nginx|in-process]
 
