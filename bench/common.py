@@ -171,8 +171,11 @@ class Gateway:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, profile_to: Path | None = None, **settings: str) -> None:
-        """Run `hls-gateway serve`; under cProfile writing to `profile_to` when given."""
+    def start(
+        self, *, profile_to: Path | None = None, entry: str = "gateway.cli", **settings: str
+    ) -> None:
+        """Run `hls-gateway serve` (or `entry`'s `serve`); under cProfile writing to
+        `profile_to` when given."""
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         self.env.update(
             GATEWAY_PORT=str(self.port), GATEWAY_CACHE_DIR=str(self.cache_dir),
@@ -182,7 +185,7 @@ class Gateway:
         )  # fmt: skip
         profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
         self.process = subprocess.Popen(
-            [sys.executable, *profiler, "-m", "gateway.cli", "serve"], env=self.env, cwd=ROOT
+            [sys.executable, *profiler, "-m", entry, "serve"], env=self.env, cwd=ROOT
         )
         wait_port(self.port)
 

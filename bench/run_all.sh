@@ -7,6 +7,7 @@ python3 -m bench.rewrite
 python3 -m bench.hits
 python3 -m bench.lane_answer
 python3 -m bench.miss_ttfb
+python3 -m bench.miss_trace
 python3 -m bench.prefetch_ttfb
 python3 -m bench.coalescing
 python3 -m bench.as_hls

@@ -1,0 +1,101 @@
+"""Where a cold miss's time goes: the load generator's send and first byte, and the
+gateway's steps in between, on one clock.
+
+    python -m bench.miss_trace [--requests 300] [--object seg_003.ts|small_20k.ts]
+
+Sequential misses (every request names an object nobody asked for before, as in
+`bench.miss_ttfb`) against a gateway run by `bench.traced_gateway`, which stamps each step.
+Prints the median time between consecutive steps, and the same client's time to first byte
+from the origin directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import statistics
+import time
+
+import aiohttp
+
+from bench.common import Gateway, free_port, make_media, save, static_nginx, workdir
+from bench.miss_ttfb import OBJECTS, directory_of
+
+STEPS = (
+    "client sends",
+    "request in",
+    "upstream asked",
+    "upstream head",
+    "head handed over",
+    "first write",
+    "client's first byte",
+)
+_names = itertools.count()
+
+
+async def stamped(session: aiohttp.ClientSession, url: str) -> tuple[int, int]:
+    """When the request went out, and when its first body byte was read (perf_counter_ns)."""
+    sent = time.perf_counter_ns()
+    async with session.get(url) as response:
+        await response.content.readany()
+        first = time.perf_counter_ns()
+        await response.read()
+    return sent, first
+
+
+async def run(session: aiohttp.ClientSession, make_url, name: str, count: int) -> list:  # type: ignore[no-untyped-def]
+    return [await stamped(session, make_url(f"cold_{next(_names)}_{name}")) for _ in range(count)]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--object", choices=OBJECTS.values(), default=OBJECTS["1.1 MB segment"])
+    args = parser.parse_args()
+    with workdir() as work, contextlib.ExitStack() as stack:
+        media = make_media(work)
+        (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
+        origin = static_nginx(work / "origin", media, cold_names=True)
+        stack.callback(origin.stop)
+        origin_base = f"http://127.0.0.1:{origin.port}"
+        trace = work / "steps.jsonl"
+        gateway = Gateway(free_port(), work / "cache")
+        gateway.start(entry="bench.traced_gateway", prefetch_segments="0", trace_file=str(trace))
+        try:
+            make = directory_of(gateway, origin_base)
+            async with aiohttp.ClientSession() as session:
+                await run(session, make, args.object, args.requests // 4)  # warm-up
+                client = await run(session, make, args.object, args.requests)
+                direct = await run(
+                    session, lambda name: f"{origin_base}/vod/{name}", args.object, args.requests
+                )
+        finally:
+            gateway.stop()
+        rows = [json.loads(line) for line in trace.read_text().splitlines()][-len(client) :]
+    gaps: dict[str, list[float]] = {}
+    for (sent, first), row in zip(client, rows, strict=True):
+        stamps = {"client sends": sent, **row, "client's first byte": first}
+        for before, after in itertools.pairwise(STEPS):
+            if before in stamps and after in stamps:
+                gaps.setdefault(f"{before} → {after}", []).append(
+                    (stamps[after] - stamps[before]) / 1000
+                )
+    print(f"\n## A cold miss step by step ({args.object}, {args.requests} sequential misses)\n")
+    print("| step | p50 µs |\n|---|---|")
+    summary = {}
+    for step, values in gaps.items():
+        summary[step] = statistics.median(values)
+        print(f"| {step} | {summary[step]:.0f} |")
+    total = statistics.median((first - sent) / 1000 for sent, first in client)
+    origin_direct = statistics.median((first - sent) / 1000 for sent, first in direct)
+    print(f"| time to first byte through the gateway | {total:.0f} |")
+    print(f"| time to first byte from the origin directly | {origin_direct:.0f} |")
+    summary.update(gateway_ttfb=total, origin_ttfb=origin_direct)
+    print(f"results: {save('miss_trace', summary)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

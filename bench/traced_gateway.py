@@ -1,0 +1,76 @@
+"""`hls-gateway serve` with a timestamp at each step of a cold miss, for `bench.miss_trace`.
+
+    GATEWAY_TRACE_FILE=steps.jsonl python -m bench.traced_gateway serve
+
+One worker, sequential requests: each request the connection receives starts a row, and
+the steps of the miss it causes are stamped on that row with `time.perf_counter_ns()`
+(CLOCK_MONOTONIC, so the load generator's own stamps are on the same clock). The rows are
+written when the process exits. The wrappers cost a microsecond or two per step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway import broadcast, cli, lane_connection, lane_waits, upstream
+from gateway.fetcher import MediaHead
+
+ROWS: list[dict[str, int]] = []
+_clock = time.perf_counter_ns
+
+
+def _stamp(step: str) -> None:
+    if ROWS:
+        ROWS[-1].setdefault(step, _clock())
+
+
+def install() -> None:
+    received = lane_connection.LaneRequestHandler.data_received
+
+    def data_received(self: Any, data: bytes) -> None:
+        ROWS.append({"request in": _clock()})
+        received(self, data)
+
+    opened = upstream.UpstreamClient.open
+
+    async def open_upstream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _stamp("upstream asked")
+        response = await opened(self, *args, **kwargs)
+        _stamp("upstream head")
+        return response
+
+    settled = broadcast.Broadcast.set_result
+
+    def set_result(self: Any, value: Any) -> None:
+        if isinstance(value, MediaHead):
+            _stamp("head handed over")
+        settled(self, value)
+
+    written: Callable[..., None] = lane_waits._write
+
+    def write(connection: Any, pieces: Any) -> None:
+        _stamp("first write")
+        written(connection, pieces)
+
+    lane_connection.LaneRequestHandler.data_received = data_received  # type: ignore[method-assign]
+    upstream.UpstreamClient.open = open_upstream  # type: ignore[method-assign]
+    broadcast.Broadcast.set_result = set_result  # type: ignore[method-assign]
+    lane_waits._write = write
+    atexit.register(_dump, os.environ["GATEWAY_TRACE_FILE"])
+
+
+def _dump(path: str) -> None:
+    with open(path, "w") as out:
+        for row in ROWS:
+            out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    install()
+    sys.exit(cli.main())
