@@ -148,16 +148,22 @@ class Fetcher:
         looking it up before joining would only cost a round trip to Redis."""
         return self._locks is not None and self._locks.checks_index
 
-    async def join(self, target: Target) -> Joined:
-        """Join the flight for `target`, starting it if none is under way."""
-        key = self.key_for(target.upstream_url, target.range_header)
-        return await self._join(key, lambda flight: self._fly(flight, target))
+    async def join(self, target: Target, named: tuple[str, str] | None = None) -> Joined:
+        """Join the flight for `target`, starting it if none is under way. `named`: its cache
+        key and name, when the caller has them already."""
+        if named is None:
+            key = self.key_for(target.upstream_url, target.range_header)
+            named = key, storage_name(key)
+        return await self._join(named, lambda flight: self._fly(flight, target))
 
-    async def _join(self, key: str, start: Callable[[Flight], Awaitable[None]]) -> Joined:
+    async def _join(
+        self, named: tuple[str, str], start: Callable[[Flight], Awaitable[None]]
+    ) -> Joined:
+        key, name = named
         flight = self._flights.get(key)
         coalesced = flight is not None
         if flight is None:
-            flight = Flight(key, storage_name(key), Broadcast())
+            flight = Flight(key, name, Broadcast())
             self._flights[key] = flight
             flight.task = asyncio.create_task(start(flight))
         # Count this client in before awaiting, so a fill that completes in one go keeps its
@@ -191,7 +197,9 @@ class Fetcher:
         Made objects share everything fetched ones have: one maker per key however many
         clients wait, across workers too, and the same cache admission.
         """
-        return await self._join(key, lambda flight: self._made(flight, key, content_type, make))
+        return await self._join(
+            (key, storage_name(key)), lambda flight: self._made(flight, key, content_type, make)
+        )
 
     async def _fly(self, flight: Flight, target: Target) -> None:
         response: UpstreamResponse | None = None

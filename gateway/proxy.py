@@ -142,7 +142,7 @@ class ProxyHandler:
                 return Hit(*hit)
 
         try:
-            joined = await self._join(Target(grant, upstream_url, range_header))
+            joined = await self._join(Target(grant, upstream_url, range_header), key, name)
         except GatewayError:
             stale = self._manifests.fallback(raw)
             if stale is None:
@@ -280,9 +280,9 @@ class ProxyHandler:
         put_newest(self._accel_answers, entry.name, (entry, answer), _ROUTES_REMEMBERED)
         return answer
 
-    async def _join(self, target: Target) -> Joined:
+    async def _join(self, target: Target, key: str, name: str) -> Joined:
         try:
-            return await self._fetcher.join(target)
+            return await self._fetcher.join(target, (key, name))
         except GatewayError as exc:
             # An expired signature on a URL from a page extraction: extract again, retry once.
             if exc.status not in (403, 410) or self._recover is None:
