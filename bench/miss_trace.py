@@ -18,6 +18,7 @@ import itertools
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -46,7 +47,9 @@ async def stamped(session: aiohttp.ClientSession, url: str) -> tuple[int, int]:
     return sent, first
 
 
-async def run(session: aiohttp.ClientSession, make_url, name: str, count: int) -> list:  # type: ignore[no-untyped-def]
+async def run(
+    session: aiohttp.ClientSession, make_url: Callable[[str], str], name: str, count: int
+) -> list[tuple[int, int]]:
     return [await stamped(session, make_url(f"cold_{next(_names)}_{name}")) for _ in range(count)]
 
 
