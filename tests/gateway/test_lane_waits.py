@@ -208,57 +208,32 @@ async def test_a_refused_request_is_logged_as_the_full_stack_logs_it(make_gatewa
     assert refusals[0].startswith("GET /p/") and refusals[0].endswith("upstream answered 404")
 
 
-def test_answers_without_a_body_after_a_wait_on_the_gateways_own_loop(media, tmp_path):
-    """On uvloop (what the gateway runs on) an answer is written whole, not in slices: a 304
-    and an X-Accel-Redirect answer, which have no body, made after an index lookup."""
-    import uvloop
+async def test_answers_without_a_body_after_a_wait(make_gateway, origin, media):
+    """A 304 and an X-Accel-Redirect answer, which have no body, made after an index lookup.
+    On uvloop (the `[uvloop]` run) an answer is written whole, not in slices."""
 
-    from gateway.access_log import access_logging
-    from gateway.app import create_app
-    from tests.support.gateway import RunningGateway
-    from tests.support.origin import Origin
+    async def answers(gw) -> list[Reply]:
+        connection = await Connection.open(gw.base_url)
+        path = path_of(gw, origin.base_url + SEG)
+        await connection.get(path)  # the miss that caches it
+        waited = await waited_answers(gw.base_url)
+        gw.state.cache._hot.clear()  # not confirmed lately: the index is asked
+        hit = await connection.get(path)
+        validator = f"If-None-Match: {hit.headers.get('ETag')}"
+        gw.state.cache._hot.clear()
+        replies = [hit, await connection.get(path, validator)]
+        assert await waited_answers(gw.base_url) - waited == 2  # both by the lane
+        replies.append(await connection.get(path))  # the connection is still usable
+        connection.close()
+        return replies
 
-    async def answers(accel_prefix: str | None) -> list[Reply]:
-        origin = Origin(media.root)
-        await origin.start()
-        settings = Settings(
-            cache_dir=tmp_path / f"cache-{accel_prefix is not None}",
-            secret="test-secret-0123456789abcdef",
-            allow_private_upstreams=True,
-            prefetch_segments=0,
-            accel_redirect_prefix=accel_prefix,
-        )
-        app = create_app(settings)
-        runner = GatewayRunner(app, **access_logging("off"))  # type: ignore[arg-type]
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        gw = RunningGateway(f"http://127.0.0.1:{port}", app, settings, runner)
-        try:
-            connection = await Connection.open(gw.base_url)
-            path = path_of(gw, origin.base_url + SEG)
-            await connection.get(path)  # the miss that caches it
-            waited = await waited_answers(gw.base_url)
-            gw.state.cache._hot.clear()  # not confirmed lately: the index is asked
-            hit = await connection.get(path)
-            validator = f"If-None-Match: {hit.headers.get('ETag')}"
-            gw.state.cache._hot.clear()
-            replies = [hit, await connection.get(path, validator)]
-            assert await waited_answers(gw.base_url) - waited == 2  # both by the lane
-            replies.append(await connection.get(path))  # the connection is still usable
-            connection.close()
-            return replies
-        finally:
-            await runner.cleanup()
-            await origin.close()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        hit, not_modified, again = runner.run(answers(None))
-        accel, accel_not_modified, accel_again = runner.run(answers("/_cache/"))
+    hit, not_modified, again = await answers(await make_gateway(prefetch_segments=0))
+    accel_replies = await answers(
+        await make_gateway(prefetch_segments=0, accel_redirect_prefix="/_cache/")
+    )
     assert hit.status == 200 and hit.body == media.read(SEG)
     assert not_modified.status == 304 and not_modified.body == b""
     assert again.status == 200 and again.body == media.read(SEG)
-    for reply in (accel, accel_not_modified, accel_again):
+    for reply in accel_replies:
         assert reply.status == 200 and reply.body == b""
         assert reply.headers["X-Accel-Redirect"].startswith("/_cache/objects/")
