@@ -9,6 +9,7 @@ lane.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.access_log import GatewayAccessLogger
 from gateway.fast_lane import FastLane, Reply
-from gateway.lane_waits import Pending, WaitedAnswers
+from gateway.lane_waits import Pending, WaitedAnswers, write_whole
 from gateway.serve import writes_by_reference
 
 log = logging.getLogger("gateway.fast_lane")
@@ -144,13 +145,8 @@ class LaneRequestHandler(RequestHandler):
         )
 
     def _send(self, reply: Reply) -> None:
-        transport = self.transport
-        assert transport is not None
-        body = reply.answer.body
-        if body:
-            transport.writelines((reply.head, body))
-        else:
-            transport.write(reply.head)
+        with contextlib.suppress(ConnectionError):  # the client went away meanwhile
+            write_whole(self, reply)
         self._answered(reply, 0.0)
 
     def _answered(self, reply: Reply, seconds: float) -> None:

@@ -162,16 +162,24 @@ def _write(connection: LaneConnection, pieces: list[bytes | memoryview]) -> None
         transport.writelines(pieces)
 
 
+def write_whole(connection: LaneConnection, reply: Reply) -> None:
+    """`reply` in one write: its head, and its body if it has one (a 304 or an
+    X-Accel-Redirect answer has none)."""
+    body = reply.answer.body
+    _write(connection, [reply.head, body] if body else [reply.head])
+
+
 async def _write_answer(reply: Reply, connection: LaneConnection) -> None:
     """Where the transport would copy what the socket does not take at once, a big body
     goes in slices, each once the socket took the last (as `gateway.serve.BodyResponse`)."""
     body = memoryview(reply.answer.body)
-    # An answer without a body (a 304, an X-Accel-Redirect) is its head alone.
-    step = len(body) if connection.by_reference and body else BODY_SLICE
     try:
-        _write(connection, [reply.head, body[:step]] if body else [reply.head])
-        for offset in range(step, len(body), step):
+        if connection.by_reference or len(body) <= BODY_SLICE:
+            write_whole(connection, reply)
+            return
+        _write(connection, [reply.head, body[:BODY_SLICE]])
+        for offset in range(BODY_SLICE, len(body), BODY_SLICE):
             await connection.drain()
-            _write(connection, [body[offset : offset + step]])
+            _write(connection, [body[offset : offset + BODY_SLICE]])
     except (ConnectionError, RuntimeError):
         pass  # the client went away
