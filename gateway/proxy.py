@@ -225,36 +225,31 @@ class ProxyHandler:
         self, name: str, conditions: Conditions, max_body: int | None = None
     ) -> Answer | None:
         entry = self._cache.recent(name)
-        if entry is None or entry.status != 200:
+        if entry is None or (max_body is not None and entry.size > max_body):
             return None
-        if max_body is not None and entry.size > max_body:
+        if self._accel_prefix is not None and not self._cache.still_on_disk(entry):
             return None
-        if self._accel_prefix is not None:
-            if not self._cache.still_on_disk(entry):
-                return None
-            answer = self._accel_answer(entry, self._accel_prefix)
-        else:
-            item = self._cache.held(name)
-            if item is None:
-                return None
-            answer = memory_answer(entry, item, conditions)
-        self._metrics.count(self._metrics.cache_results, "segment", "HIT")
-        self._metrics.count(self._metrics.served_bytes, "HIT", amount=entry.size)
-        return answer
+        return self._stored_answer(entry, None, conditions)
 
     def hit_answer(self, hit: Hit, conditions: Conditions) -> Answer | None:
         """A cached object's answer made in memory (mapped, or for nginx to send), or None
         when only a response that reads the file will do (`_hit` makes that one)."""
-        entry = hit.entry
+        return self._stored_answer(hit.entry, hit.path, conditions)
+
+    def _stored_answer(
+        self, entry: Entry, path: Path | None, conditions: Conditions
+    ) -> Answer | None:
+        """`entry`'s answer for nginx to send, or from memory (held, or mapped from `path`
+        when given), counted as a hit; None when only reading the file will do."""
         if entry.status != 200:
             return None
         if self._accel_prefix is not None:
             answer = self._accel_answer(entry, self._accel_prefix)
         else:
-            item = self._cache.held(entry.name, hit.path, entry.size)
-            if item is None:
+            held = self._cache.held(entry.name, path, entry.size)
+            if held is None:
                 return None
-            answer = memory_answer(entry, item, conditions)
+            answer = memory_answer(entry, held, conditions)
         self._count_hit(entry)
         return answer
 
