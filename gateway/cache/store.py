@@ -86,15 +86,7 @@ class DiskStore:
     def commit(self, temp: Path, entry: Entry, mtime: float | None = None) -> Path:
         """Make `temp` the object for `entry`. The data rename is the commit point."""
         final = self.path_of(entry.name)
-        if not self.entry_attributes:
-            return self._commit_beside(temp, entry, final, mtime)
-        try:
-            os.setxattr(temp, ENTRY_ATTRIBUTE, entry.to_json().encode())
-        except OSError as exc:
-            if exc.errno not in _TOO_LARGE:
-                raise
-            # An entry too large for one attribute (a long signed URL in its key) goes beside;
-            # on a disk that is really full, that fails as well, as it should.
+        if not (self.entry_attributes and _set_entry(temp, entry)):
             return self._commit_beside(temp, entry, final, mtime)
         if mtime is not None:
             os.utime(temp, (mtime, mtime))
@@ -159,6 +151,19 @@ class DiskStore:
             if path.is_file() and path.suffix != _SIDECAR:
                 total += path.stat().st_size
         return total
+
+
+def _set_entry(path: Path, entry: Entry) -> bool:
+    """Store `entry` as an attribute of `path`; False if it is too large for one (a long
+    signed URL in its key): then it goes beside, and on a disk that is really full that
+    fails as well, as it should."""
+    try:
+        os.setxattr(path, ENTRY_ATTRIBUTE, entry.to_json().encode())
+    except OSError as exc:
+        if exc.errno not in _TOO_LARGE:
+            raise
+        return False
+    return True
 
 
 def _rename_into_shard(source: Path, target: Path) -> None:
