@@ -35,11 +35,11 @@ async def test_after_the_first_take_files_are_ready_created_and_open(tmp_path):
     assert sorted(p.name for p in store.tmp.iterdir()) == sorted(p.name for p, _ in taken)
 
 
-async def made_ahead(tmp_path, ahead: int) -> tuple[DiskStore, TempFiles]:
+async def made_ahead(tmp_path, ahead: int, low: int = 4) -> tuple[DiskStore, TempFiles]:
     """A store whose pool has made its files (the first take starts it)."""
     store = DiskStore(tmp_path)
     store.prepare()
-    temps = TempFiles(store, ahead=ahead)
+    temps = TempFiles(store, ahead=ahead, low=low)
     temps.take()
     await settled(temps)
     return store, temps
@@ -64,4 +64,19 @@ async def test_a_fill_on_a_file_made_ahead_reads_back_its_body(tmp_path):
         fill.append(body[offset : offset + 65_536])
     fill.finish()
     assert fill.on_disk and path.read_bytes() == body
+    await temps.close()
+
+
+async def test_files_are_made_in_batches_not_one_per_take(tmp_path):
+    store, temps = await made_ahead(tmp_path, ahead=8, low=3)
+    assert len(list(store.tmp.iterdir())) == 8
+    kept = [temps.take() for _ in range(5)]  # leaves 3: no refill yet
+    await settled(temps)
+    assert len(list(store.tmp.iterdir())) == 8
+    kept.append(temps.take())  # leaves 2, below 3: one refill makes the pool full again
+    await settled(temps)
+    assert len(list(store.tmp.iterdir())) == 6 + 8
+    assert len(temps.spares()) == 8
+    for _, fd in kept:
+        os.close(fd)
     await temps.close()
