@@ -29,6 +29,8 @@ STEPS = (
     "client sends",
     "request in",
     "upstream asked",
+    "upstream request sent",
+    "upstream bytes in",
     "upstream head",
     "head handed over",
     "first write",

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import client_proto, http_writer
+
 from gateway import broadcast, cli, lane_connection, lane_waits, upstream
 from gateway.fetcher import MediaHead
 
@@ -36,6 +38,18 @@ def install() -> None:
     def data_received(self: Any, data: bytes) -> None:
         ROWS.append({"request in": _clock()})
         received(self, data)
+
+    sent = http_writer.StreamWriter._write
+
+    def write_upstream(self: Any, chunk: Any) -> None:
+        sent(self, chunk)
+        _stamp("upstream request sent")
+
+    arrived = client_proto.ResponseHandler.data_received
+
+    def upstream_data(self: Any, data: bytes) -> None:
+        _stamp("upstream bytes in")
+        arrived(self, data)
 
     opened = upstream.UpstreamClient.open
 
@@ -59,6 +73,8 @@ def install() -> None:
         written(connection, pieces)
 
     lane_connection.LaneRequestHandler.data_received = data_received  # type: ignore[method-assign]
+    http_writer.StreamWriter._write = write_upstream  # type: ignore[method-assign]
+    client_proto.ResponseHandler.data_received = upstream_data  # type: ignore[method-assign]
     upstream.UpstreamClient.open = open_upstream  # type: ignore[method-assign]
     broadcast.Broadcast.set_result = set_result  # type: ignore[method-assign]
     lane_waits._write = write
