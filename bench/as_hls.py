@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import statistics
 import subprocess
 import time
@@ -29,6 +28,7 @@ import aiohttp
 from bench.common import (
     Gateway,
     Nginx,
+    cpu_seconds,
     ensure_tools,
     free_port,
     make_long_mp4,
@@ -37,11 +37,6 @@ from bench.common import (
 )
 
 _fresh = itertools.count()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def fetch(session: aiohttp.ClientSession, url: str) -> bytes:
@@ -147,7 +142,9 @@ async def main() -> None:
         try:
             async with aiohttp.ClientSession() as session:
                 for _ in range(args.rounds):
-                    rounds["gateway"].append(await gateway_round(session, gateway, source, segments))
+                    rounds["gateway"].append(
+                        await gateway_round(session, gateway, source, segments)
+                    )
                     rounds["ffmpeg"].append(
                         await asyncio.to_thread(ffmpeg_round, source, duration, work)
                     )

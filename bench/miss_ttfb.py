@@ -14,7 +14,10 @@ the process, while every proxied one crosses into the proxy and back twice, so t
 overhead it reports includes two process wake-ups any proxy pays on this machine. A warm-up
 pass of every path comes first and is not counted (the first run of whichever path went first
 was up to twice as slow), and each path's overhead is taken against the origin's p50 of the
-same round, so that drift between rounds does not count as overhead.
+same round, so that drift between rounds does not count as overhead. Beside the times: the CPU each
+proxy process spent per miss (user + system, from /proc; for nginx its master and worker, for
+the gateway with the Redis index not the Redis server's), a steadier figure than times on a
+machine whose speed moves between runs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import asyncio
 import contextlib
 import itertools
 import statistics
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -36,6 +41,7 @@ from bench.common import (
     make_media,
     save,
     static_nginx,
+    tree_cpu_seconds,
     ttfb,
     workdir,
 )
@@ -48,6 +54,18 @@ _names = itertools.count()
 OBJECTS = {"1.1 MB segment": "seg_003.ts", "20 KB object": "small_20k.ts"}
 
 
+@dataclass(frozen=True)
+class MissPath:
+    make_url: Callable[[str], str]
+    pid: int | None  # the proxy process whose CPU is counted (None: the origin's own)
+
+
+@dataclass
+class Runs:
+    times_ms: list[list[float]] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # per miss, each run
+
+
 async def measure(
     session: aiohttp.ClientSession, make_url: Callable[[str], str], name: str, count: int
 ) -> list[float]:
@@ -56,6 +74,15 @@ async def measure(
         elapsed, _state, _size = await ttfb(session, make_url(f"cold_{next(_names)}_{name}"))
         times.append(elapsed * 1000)
     return times
+
+
+async def measure_run(
+    session: aiohttp.ClientSession, path: MissPath, name: str, count: int, runs: Runs
+) -> None:
+    before = tree_cpu_seconds(path.pid) if path.pid is not None else 0.0
+    runs.times_ms.append(await measure(session, path.make_url, name, count))
+    if path.pid is not None:
+        runs.cpu_ms.append((tree_cpu_seconds(path.pid) - before) / count * 1000)
 
 
 def directory_of(gateway: Gateway, origin_base: str) -> Callable[[str], str]:
@@ -74,10 +101,12 @@ async def main() -> None:
         media = make_media(work)
         (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
         runner = None
+        origin_pid: int | None = None
         if args.origin == "nginx":
             origin_nginx = static_nginx(work / "origin", media, cold_names=True)
             stack.callback(origin_nginx.stop)
             origin_base = f"http://127.0.0.1:{origin_nginx.port}"
+            origin_pid = pid_of(origin_nginx.process)
         else:
             origin = SlowOrigin(media, 0.0)
             runner = await origin.start()
@@ -90,7 +119,8 @@ async def main() -> None:
         )
         # The floor: what a proxy process that only copies bytes adds on this machine.
         relay_port = free_port()
-        stack.callback(start_relay(relay_port, origin_base.removeprefix("http://")).terminate)
+        relay = start_relay(relay_port, origin_base.removeprefix("http://"))
+        stack.callback(relay.terminate)
         gateway = Gateway(free_port(), work / "cache")
         stack.callback(gateway.stop)
         gateway.start(prefetch_segments="0")
@@ -100,48 +130,61 @@ async def main() -> None:
         shared = Gateway(free_port(), work / "cache-redis")
         stack.callback(shared.stop)
         shared.start(prefetch_segments="0", redis_url=redis_url)
-        results: dict[str, dict[str, list[list[float]]]] = {kind: {} for kind in OBJECTS}
+        paths = {
+            "origin direct": MissPath(lambda name: f"{origin_base}/vod/{name}", origin_pid),
+            "bare TCP relay (the floor)": MissPath(
+                lambda name: f"http://127.0.0.1:{relay_port}/vod/{name}", relay.pid
+            ),
+            "nginx proxy_cache": MissPath(
+                lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}", pid_of(nginx.process)
+            ),
+            "gateway": MissPath(directory_of(gateway, origin_base), pid_of(gateway.process)),
+            "gateway, Redis index": MissPath(
+                directory_of(shared, origin_base), pid_of(shared.process)
+            ),
+        }
+        results = {kind: {name: Runs() for name in paths} for kind in OBJECTS}
         try:
-            makers = {
-                "origin direct": lambda name: f"{origin_base}/vod/{name}",
-                "bare TCP relay (the floor)": lambda name: (
-                    f"http://127.0.0.1:{relay_port}/vod/{name}"
-                ),
-                "nginx proxy_cache": lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}",
-                "gateway": directory_of(gateway, origin_base),
-                "gateway, Redis index": directory_of(shared, origin_base),
-            }
             async with aiohttp.ClientSession() as session:
-                for make in makers.values():
-                    await measure(session, make, OBJECTS["1.1 MB segment"], args.requests // 4)
+                for path in paths.values():
+                    await measure(
+                        session, path.make_url, OBJECTS["1.1 MB segment"], args.requests // 4
+                    )
                 for _ in range(max(2, args.rounds)):
                     for kind, object_name in OBJECTS.items():
-                        for name, make in makers.items():
-                            results[kind].setdefault(name, []).append(
-                                await measure(session, make, object_name, args.requests)
+                        for name, path in paths.items():
+                            await measure_run(
+                                session, path, object_name, args.requests, results[kind][name]
                             )
         finally:
             if runner is not None:
                 await runner.cleanup()
-    summary = {kind: table(kind, paths, args) for kind, paths in results.items()}
+    summary = {kind: table(kind, runs, args) for kind, runs in results.items()}
     print(f"results: {save('miss_ttfb', summary)}")
 
 
-def table(kind: str, results: dict[str, list[list[float]]], args: argparse.Namespace) -> dict:
+def pid_of(process: subprocess.Popen[bytes] | None) -> int | None:
+    return process.pid if process is not None else None
+
+
+def table(kind: str, results: dict[str, Runs], args: argparse.Namespace) -> dict:
     print(f"\n## Cold-miss TTFB, {args.requests} distinct objects per run ({kind}), "
           f"origin: {args.origin}\n")  # fmt: skip
-    print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin |")
-    print("|---|---|---|---|")
-    origin_p50s = [statistics.median(r) for r in results["origin direct"]]
+    print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin "
+          "| CPU ms per request (its process) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    origin_p50s = [statistics.median(r) for r in results["origin direct"].times_ms]
     summary = {}
     for name, runs in results.items():
-        p50s = [statistics.median(r) for r in runs]
-        p95s = [statistics.quantiles(r, n=100)[94] for r in runs]
+        p50s = [statistics.median(r) for r in runs.times_ms]
+        p95s = [statistics.quantiles(r, n=100)[94] for r in runs.times_ms]
         overhead = statistics.median(p - o for p, o in zip(p50s, origin_p50s, strict=True))
-        summary[name] = {"p50_ms": p50s, "p95_ms": p95s, "overhead_ms": overhead}
+        cpu = statistics.median(runs.cpu_ms) if runs.cpu_ms else None
+        summary[name] = {"p50_ms": p50s, "p95_ms": p95s, "overhead_ms": overhead, "cpu_ms": cpu}
         print(
             f"| {name} | {', '.join(f'{v:.2f}' for v in p50s)} | "
-            f"{', '.join(f'{v:.2f}' for v in p95s)} | {overhead:+.2f} ms |"
+            f"{', '.join(f'{v:.2f}' for v in p95s)} | {overhead:+.2f} ms | "
+            f"{'—' if cpu is None else f'{cpu:.2f}'} |"
         )
     return summary
 

@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bench.common import median, wait_port
+from bench.common import children, median, wait_port
 from tests.support.nginx import render_site
 
 # Kept between runs: installing the peers takes longer than benchmarking them.
@@ -105,17 +105,6 @@ def render_front_site(backends: list[str], port: int, cache_dir: Path, work: Pat
     """The shipped nginx/hls-gateway.conf with this run's addresses and paths, nothing
     else changed: the same rendering the tests use."""
     return render_site(backends, port, cache_dir, work)
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of a process (the gateway's workers, nginx's workers)."""
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return kids
 
 
 def rss_bytes(pid: int) -> int:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from bench.common import (
     Gateway,
     alternate,
+    cpu_seconds,
     ensure_tools,
     free_port,
     make_media,
@@ -45,15 +44,6 @@ from bench.peers import (
 
 SEGMENT = "seg_003.ts"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (/proc/<pid>/stat counts clock ticks)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def warm(url: str) -> None:
