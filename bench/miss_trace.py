@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bench.common import Gateway, free_port, make_media, save, static_nginx, workdir
-from bench.miss_ttfb import OBJECTS, directory_of
+from bench.common import Gateway, free_port, save, static_nginx, workdir
+from bench.miss_ttfb import OBJECTS, directory_of, make_miss_media
 
 STEPS = (
     "client sends",
@@ -61,8 +61,7 @@ async def main() -> None:
     parser.add_argument("--object", choices=OBJECTS.values(), default=OBJECTS["1.1 MB segment"])
     args = parser.parse_args()
     with workdir() as work, contextlib.ExitStack() as stack:
-        media = make_media(work)
-        (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
+        media = make_miss_media(work)
         origin = static_nginx(work / "origin", media, cold_names=True)
         stack.callback(origin.stop)
         origin_base = f"http://127.0.0.1:{origin.port}"

@@ -30,6 +30,7 @@ import statistics
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -54,10 +55,17 @@ _names = itertools.count()
 OBJECTS = {"1.1 MB segment": "seg_003.ts", "20 KB object": "small_20k.ts"}
 
 
+def make_miss_media(work: Path) -> Path:
+    """The bench media, plus the 20 KB object (the segment's first 20,000 bytes)."""
+    media = make_media(work)
+    (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
+    return media
+
+
 @dataclass(frozen=True)
 class MissPath:
     make_url: Callable[[str], str]
-    pid: int | None  # the proxy process whose CPU is counted (None: the origin's own)
+    pid: int | None  # the process whose CPU is counted (None: an origin in this process)
 
 
 @dataclass
@@ -98,8 +106,7 @@ async def main() -> None:
     parser.add_argument("--origin", choices=("nginx", "in-process"), default="nginx")
     args = parser.parse_args()
     with workdir() as work, contextlib.ExitStack() as stack:
-        media = make_media(work)
-        (media / OBJECTS["20 KB object"]).write_bytes((media / "seg_003.ts").read_bytes()[:20_000])
+        media = make_miss_media(work)
         runner = None
         origin_pid: int | None = None
         if args.origin == "nginx":

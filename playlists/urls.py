@@ -135,12 +135,10 @@ def normalize_rest(rest: str) -> str:
     stay as they are, since signed CDN paths carry them.
     """
     path = rest.split("?", 1)[0]
-    if not ("%" in path or "\\" in path or "\x00" in path or "/." in "/" + path):
-        if path.startswith("/"):
-            raise PathEscapeError("absolute path")
-        return path  # nothing to decode and no dot segment: the common case, checked fast
     if path.startswith(("/", "\\")):
         raise PathEscapeError("absolute path")
+    if not ("%" in path or "\\" in path or "\x00" in path or "/." in path or path[:1] == "."):
+        return path  # nothing to decode and no dot segment: the common case, checked fast
     decoded = _decoded_fully(path)
     if "\x00" in decoded:
         raise PathEscapeError("NUL in path")

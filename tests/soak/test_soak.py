@@ -94,7 +94,7 @@ async def soak(gw, origin, media, *, clients: int, seconds: float) -> dict:
     corrupt = []
     entries = 0
     for path in gw.state.cache.store.objects.rglob("*"):
-        entry = read_entry(path) if path.is_file() and path.suffix != ".json" else None
+        entry = read_entry(path) if path.is_file() else None  # None for an entry file
         if entry is None:
             continue
         entries += 1
