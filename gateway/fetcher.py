@@ -315,9 +315,10 @@ class Fetcher:
         claim: Claim | None = None,
         hold_upstream: Callable[[], Callable[[], None]] | None = None,
     ) -> None:
-        temp, fd = self._cache.temp_files.take()
         expected = head.content_length
-        fill = flight.fill = Fill(temp, readers=flight.waiting, fd=fd, expected=expected)
+        fill = flight.fill = Fill(
+            self._cache.store.new_temp(), readers=flight.waiting, expected=expected
+        )
         if first:
             fill.append(first)
         # The waiting clients send the head and the first chunk before more is read.
@@ -333,11 +334,11 @@ class Fetcher:
         finally:
             if resume_upstream is not None:
                 resume_upstream()
+        fill.flush()  # creates the temp file, which the other workers are told of
         publishing = self._publish(claim, fill, head)
         self._metrics.fills_in_flight.inc()
         too_big = self._cache.max_object_bytes
         try:
-            fill.flush()
             async for chunk in chunks:
                 fill.append(chunk)
                 if not fill.complete:

@@ -33,15 +33,15 @@ RECENT_BYTES = 1024 * 1024
 class Fill:
     """A temp file that grows; `done` once the body is complete (or `error` is set)."""
 
-    def __init__(
-        self, temp: Path, readers: int = 0, fd: int | None = None, expected: int | None = None
-    ) -> None:
-        """`fd`: `temp` already created and open (else it is created here). `expected`: the
-        body's length, when known; its last byte reaches the readers only at `finish()`, so
-        a client that has every byte and asks again at once finds the entry committed, not
-        this fill. Only the last byte: a small object arrives in one chunk, and holding all
-        of it made its first byte wait for the commit (a 20 KB object's time to first byte
-        was 1.9 ms, most of it creating the entry's files)."""
+    def __init__(self, temp: Path, readers: int = 0, expected: int | None = None) -> None:
+        """`temp` is created at the first `flush()`, once the readers had the first chunk:
+        creating a file costs from a few microseconds to most of a millisecond, and no
+        client's first byte should wait for it. `expected`: the body's length, when known;
+        its last byte reaches the readers only at `finish()`, so a client that has every
+        byte and asks again at once finds the entry committed, not this fill. Only the last
+        byte: a small object arrives in one chunk, and holding all of it made its first byte
+        wait for the commit (a 20 KB object's time to first byte was 1.9 ms, most of it
+        creating the entry's files)."""
         self.temp = temp
         self.written = 0
         self._expected = expected
@@ -58,13 +58,6 @@ class Fill:
         self._recent: deque[tuple[int, bytes]] = deque()  # (offset, chunk), oldest first
         self._recent_bytes = 0
         self._changed = asyncio.Event()
-        if fd is not None:
-            self._fd = fd
-            return
-        try:
-            self._fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            self.disk_failed = exc
 
     @property
     def on_disk(self) -> bool:
@@ -91,8 +84,17 @@ class Fill:
     def flush(self) -> None:
         """Write what was appended since the last flush (a short write is retried; a failed
         one keeps the rest of the body in memory, for the readers only)."""
+        if self.disk_failed is not None or self.done:
+            return
         pending, self._pending = self._pending, []
-        if not pending or self._fd is None or self.disk_failed is not None:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError as exc:
+                self.disk_failed = exc
+                self._spill = pending
+                return
+        if not pending:
             return
         view = memoryview(b"".join(pending) if len(pending) > 1 else pending[0])
         try:

@@ -16,7 +16,6 @@ from gateway.cache.index import CacheIndex, IndexUnavailable, MemoryIndex, Redis
 from gateway.cache.mapped import MappedFiles
 from gateway.cache.memory import InMemory, MemoryTier
 from gateway.cache.store import DiskStore
-from gateway.cache.temp_files import TempFiles
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.cache")
@@ -31,7 +30,6 @@ class SegmentCache:
 
     def __init__(self, settings: Settings, index: CacheIndex | None = None) -> None:
         self.store = DiskStore(settings.cache_dir)
-        self.temp_files = TempFiles(self.store)
         self.max_bytes = settings.cache_max_bytes
         self.max_object_bytes = min(settings.cache_max_object_bytes, settings.cache_max_bytes)
         if index is None:
@@ -62,7 +60,6 @@ class SegmentCache:
         await self.reconcile()
 
     async def close(self) -> None:
-        await self.temp_files.close()
         await self.index.close()
 
     async def reconcile(self) -> None:

@@ -78,7 +78,7 @@ async def entry_for(gw, upstream_url: str):
 
 
 def temp_files(gw) -> list[str]:
-    """Temp files of fills (the empty ones made ahead for the next fills do not count)."""
+    """Temp files of fills, by name."""
     return sorted(p.name for p in fill_temps(gw.state.cache))
 
 

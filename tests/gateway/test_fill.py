@@ -88,3 +88,33 @@ async def test_a_body_that_arrives_in_one_chunk_reaches_the_readers_before_finis
     assert bytes(got) == b"s" * 19_999
     fill.finish()
     assert await reader == b"s" * 20_000
+
+
+async def test_the_temp_file_is_created_only_after_the_readers_had_the_first_chunk(tmp_path):
+    temp = tmp_path / "temp"
+    fill = Fill(temp)
+    got = bytearray()
+    reader = asyncio.create_task(read_all(fill, into=got))
+    await asyncio.sleep(0)
+    fill.append(b"first")
+    await asyncio.sleep(0)
+    assert bytes(got) == b"first" and not temp.exists()
+    fill.flush()
+    assert temp.read_bytes() == b"first"
+    fill.append(b" second")
+    fill.finish()
+    assert await reader == b"first second" and temp.read_bytes() == b"first second"
+
+
+async def test_a_temp_file_the_disk_refuses_leaves_the_readers_every_byte(tmp_path):
+    fill = Fill(tmp_path / "missing-directory" / "temp")
+    reader = asyncio.create_task(read_all(fill))
+    body = [os.urandom(70_000) for _ in range(20)]  # more than the in-memory window
+    for chunk in body:
+        fill.append(chunk)
+        fill.flush()
+        await asyncio.sleep(0)
+    late = asyncio.create_task(read_all(fill))
+    fill.finish()
+    assert await reader == await late == b"".join(body)
+    assert not fill.on_disk and isinstance(fill.disk_failed, FileNotFoundError)

@@ -106,6 +106,5 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
 
 
 def fill_temps(cache: SegmentCache) -> list[Path]:
-    """The cache's temp files that belong to fills: every one but the empty files made ahead."""
-    spares = cache.temp_files.spares()
-    return [path for path in cache.store.tmp.iterdir() if path not in spares]
+    """The cache's temp files, each one a fill's."""
+    return list(cache.store.tmp.iterdir())
