@@ -58,9 +58,12 @@ _PLAIN = re.compile(r"(?![./])(?![^?]*/\.)[\w\-.~!$&'()*+,;=@/]+(?:\?[^#\s]*)?")
 # The same, for a whole-text check: the bytes a plain name (or its query) may use.
 _PLAIN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=@/?\n"
 _URI_LINES = re.compile(r"\n[^#\n][^\n]*")
+_URI_LINE_START = re.compile(r"\n(?=[^#\n])")
 # URI lines reduced to what follows their shared directory: a name with no `/`, then maybe a
 # query; nothing a player or `resolve` would read differently from the plain text.
 _FLAT_NAMES = re.compile(r"(?:\n[^\s/?#{}\\]+(?:\?[^\s#]*)?)+")
+# The bytes those lines may hold in the common case: printable ASCII but `#{}\`, and newlines.
+_FLAT_NAME_BYTES = bytes(sorted(set(range(0x21, 0x7F)) - set(b"#{}\\"))) + b"\n"
 # Written in lower case: the fast paths take only these spellings, `_is_http` any case.
 _HTTP = ("http://", "https://")
 _WHITESPACE = " \t\r\f\v"
@@ -147,23 +150,32 @@ def rewrite(
     directory = None
     if uri_lines and directory_ref is not None:
         directory = _one_absolute_directory(uri_lines)
-    all_plain = plain_text and _uri_lines_all_plain(text, uri_lines)
+    # Absolute URLs in one directory are not plain names: no need to look.
+    all_plain = directory is None and plain_text and _uri_lines_all_plain(text, uri_lines)
+    # The tag lines stay as they are unless one may carry a URI; looked for once, in the
+    # text before its URI lines grow (a signed prefix can double the text's length).
+    has_uri_tags = "URI" in text or "#EXT-X-DATERANGE:" in text
     if rewriter.fast_keep and all_plain:
-        out = rewriter.tag_lines(text)
+        out = rewriter.tag_lines(text) if has_uri_tags else None
     elif all_plain and "/" not in uri_lines and "\r" not in uri_lines:
         # Flat names beside a playlist that is not kept: each is `make_ref(directory + name)`,
-        # made in one pass over the lines instead of a parse per line.
+        # made in one pass over the lines instead of a parse per line; with `directory_ref`,
+        # one prefix put before every URI line in one substitution.
         beside = rewriter.base_directory
-        named = "\n".join(
-            [
-                line if not line or line[0] == "#" else make_ref(beside + line)
-                for line in text.split("\n")
-            ]
-        )
-        out = rewriter.tag_lines(named) or named
+        if directory_ref is not None and "$" not in beside:
+            prefix = "\n" + directory_ref(beside).replace("\\", "\\\\")
+            named = _URI_LINE_START.sub(prefix, text)
+        else:
+            named = "\n".join(
+                [
+                    line if not line or line[0] == "#" else make_ref(beside + line)
+                    for line in text.split("\n")
+                ]
+            )
+        out = (rewriter.tag_lines(named) if has_uri_tags else None) or named
     elif directory is not None and directory_ref is not None:
         moved = text.replace("\n" + directory, "\n" + directory_ref(directory))
-        out = rewriter.tag_lines(moved) or moved
+        out = (rewriter.tag_lines(moved) if has_uri_tags else None) or moved
     else:
         out = rewriter.every_line(text)
     return body if out is None else (bom + out).encode("utf-8")
@@ -180,8 +192,21 @@ def _one_absolute_directory(uri_lines: str) -> str | None:
     if directory.count("/") < 3 or "$" in directory:
         return None  # no path after the host, or a template the reference maker treats apart
     marker = "\n" + directory
-    if uri_lines.count(marker) != uri_lines.count("\n") or "/." in uri_lines or "#" in uri_lines:
+    lines = uri_lines.count("\n")
+    if uri_lines.count(marker) != lines or "/." in uri_lines or "#" in uri_lines:
         return None
+    # Every line starts with the marker. The usual names (printable ASCII, no `/` in name
+    # or query, none empty) are confirmed with whole-text counts; anything else is left to
+    # the regular expression, which costs several times more on a long playlist.
+    if (
+        uri_lines.isascii()
+        and not uri_lines.encode("ascii").translate(None, _FLAT_NAME_BYTES)
+        and uri_lines.count("/") == lines * directory.count("/")
+        and marker + "\n" not in uri_lines
+        and marker + "?" not in uri_lines
+        and not uri_lines.endswith(marker)
+    ):
+        return directory
     return directory if _FLAT_NAMES.fullmatch(uri_lines.replace(marker, "\n")) else None
 
 

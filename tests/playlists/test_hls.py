@@ -7,13 +7,21 @@ import timeit
 
 import m3u8
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.links import RefMaker
 from gateway.signing import Grant, Signer
 from playlists.errors import PlaylistError
-from playlists.hls import PlaylistInfo, _Rewriter, inspect, is_playlist, rewrite
+from playlists.hls import (
+    _FLAT_NAMES,
+    PlaylistInfo,
+    _one_absolute_directory,
+    _Rewriter,
+    inspect,
+    is_playlist,
+    rewrite,
+)
 from playlists.urls import resolve
 from tests.support.corpus import HLS_CORPUS as CORPUS
 
@@ -405,6 +413,12 @@ def vod_playlist(uris: list[str], tags: list[str], ending: str) -> bytes:
     key=st.booleans(),
     ending=_ENDINGS,
 )
+# Names past the first that the whole-text checks must not wave through.
+@example(names=["c", "a/b"], stray="", key=False, ending="\n")
+@example(names=["c", "?q"], stray="", key=False, ending="\n")
+@example(names=["c", ""], stray="", key=False, ending="\n")
+@example(names=["c", "d"], stray="", key=False, ending="\r\n")
+@example(names=["c", "d?x=/y&z={1}"], stray="", key=False, ending="\n")
 def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
     names, stray, key, ending
 ):
@@ -426,6 +440,32 @@ def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
     )
     assert got == expected
 
+
+
+def one_directory_by_pattern(uri_lines: str) -> str | None:
+    """What `_one_absolute_directory` means, by its regular expression alone: the oracle its
+    whole-text shortcut is held to."""
+    directory = _CDN
+    marker = "\n" + directory
+    if uri_lines.count(marker) != uri_lines.count("\n") or "/." in uri_lines or "#" in uri_lines:
+        return None
+    return directory if _FLAT_NAMES.fullmatch(uri_lines.replace(marker, "\n")) else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(names=_ODD_NAMES, ending=_ENDINGS)
+@example(names=["c", "a/b"], ending="\n")
+@example(names=["c", "?q"], ending="\n")
+@example(names=["c", ""], ending="\n")
+@example(names=["c", "d"], ending="\r\n")
+@example(names=["c", "d?x=/y"], ending="\n")
+@example(names=["c", "d{"], ending="\n")
+@example(names=["c", "d\x1f"], ending="\n")
+@example(names=["c", "d\u00e9"], ending="\n")
+def test_the_one_directory_shortcut_agrees_with_its_regular_expression(names, ending):
+    cr = "\r" if ending == "\r\n" else ""
+    uri_lines = "".join(f"\n{_CDN}{name}{cr}" for name in ["seg.ts", *names])
+    assert _one_absolute_directory(uri_lines) == one_directory_by_pattern(uri_lines)
 
 @settings(max_examples=300, deadline=None)
 @given(
@@ -451,6 +491,41 @@ def test_flat_names_not_kept_rewrite_the_same_in_one_pass_as_line_by_line(
     expected = body if line_by_line is None else line_by_line.encode()
     assert rewrite(body, base_url=base, keep_relative_inside=keep, make_ref=ref) == expected
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=_ODD_NAMES,
+    keep=st.sampled_from([None, "https://other.example/vod/"]),
+    base=st.sampled_from(
+        [
+            "https://origin.example/vod/title/index.m3u8",
+            "https://origin.example/vod/$title$/index.m3u8",  # a directory refs split apart
+        ]
+    ),
+    tags=st.booleans(),
+    ending=_ENDINGS,
+)
+def test_flat_names_not_kept_rewrite_with_one_prefix_as_line_by_line(
+    names, keep, base, tags, ending
+):
+    with_uris = ['#EXT-X-KEY:METHOD=AES-128,URI="k/1.key"', '#EXT-X-MAP:URI="init.mp4"']
+    body = vod_playlist(names, with_uris if tags else [], ending)
+
+    def refs() -> RefMaker:
+        return RefMaker(Signer(b"test-secret-0123456789"), Grant("https://origin.example/"), "../")
+
+    line_by_line = _Rewriter(base, keep, refs()).every_line(body.decode())
+    expected = body if line_by_line is None else line_by_line.encode()
+    one_pass = refs()
+    got = rewrite(
+        body,
+        base_url=base,
+        keep_relative_inside=keep,
+        make_ref=one_pass,
+        directory_ref=one_pass.directory,
+    )
+    assert got == expected
 
 # --- corpus --------------------------------------------------------------------------------
 
