@@ -110,7 +110,9 @@ def report(path: os.PathLike[str], rps: float, args: argparse.Namespace) -> None
         shares[group_of(filename, function)] += tottime
     idle = shares.pop("waiting for events (epoll)", 0.0)
     total = sum(shares.values())
-    print(f"\n## Profile: {args.workload} workload, {args.loop} loop, {rps:,.0f} req/s under cProfile\n")
+    print(
+        f"\n## Profile: {args.workload} workload, {args.loop} loop, {rps:,.0f} req/s under cProfile\n"
+    )
     print(f"(time blocked in epoll, left out below: {idle:.1f} s)\n")
     print("| where | share of busy profiled time |\n|---|---|")
     for name, seconds in sorted(shares.items(), key=lambda item: -item[1]):

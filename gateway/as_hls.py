@@ -102,8 +102,10 @@ class AsHlsHandler:
     def _index(self, source: Prepared) -> str:
         media = "media.m3u8" if ts_reason(source.movie) is None else "fmp4.m3u8"
         if len(source.movie.tracks) < 2:
-            return _media(source, "ts") if media == "media.m3u8" else _media(
-                source, "m4s", map_uri="init.mp4"
+            return (
+                _media(source, "ts")
+                if media == "media.m3u8"
+                else _media(source, "m4s", map_uri="init.mp4")
             )
         return master_playlist([_variant(source, media)])
 

@@ -139,7 +139,10 @@ def cache_command(settings: Settings, args: argparse.Namespace) -> int:
                 await client.start()
                 try:
                     report = await admin.warm(
-                        Fetcher(settings, client, cache), cache, args.playlist_url, headers,
+                        Fetcher(settings, client, cache),
+                        cache,
+                        args.playlist_url,
+                        headers,
                         progress=_progress_bar,
                     )
                 finally:

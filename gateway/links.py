@@ -60,9 +60,7 @@ class Links:
         expires = int(time.time() + ttl) if ttl else None
         return self.public_base + self.path(Grant(directory, headers, expires), rest)
 
-    def mint_as_hls(
-        self, source_url: str, headers: Headers = (), ttl: float | None = None
-    ) -> str:
+    def mint_as_hls(self, source_url: str, headers: Headers = (), ttl: float | None = None) -> str:
         """The gateway URL of an HLS playlist made from `source_url` (an MP4 file or an MPD)."""
         expires = int(time.time() + ttl) if ttl else None
         return self.public_base + self.as_hls_path(Grant(source_url, headers, expires))

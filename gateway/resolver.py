@@ -205,7 +205,6 @@ class Resolver:
             options["proxy"] = self._settings.egress_proxy
         return options
 
-
     async def _load_shared(self, key: tuple[str, str]) -> Extraction | None:
         if self._shared is None:
             return None

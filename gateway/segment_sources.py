@@ -270,9 +270,7 @@ class SegmentSources:
             return stored
         return await asyncio.to_thread(stored.read_bytes)
 
-    async def _ranges_of_whole(
-        self, grant: Grant, ranges: Sequence[tuple[int, int]]
-    ) -> ByteRanges:
+    async def _ranges_of_whole(self, grant: Grant, ranges: Sequence[tuple[int, int]]) -> ByteRanges:
         stored = await self._cached_whole(grant)
         if isinstance(stored, bytes):
             return ByteRanges([(0, stored)])
@@ -336,9 +334,7 @@ def _same(seen: Version, expected: Version) -> None:
 
 
 def _pack(prepared: Prepared, movie_blob: bytes) -> bytes:
-    meta = json.dumps(
-        [prepared.version.size, prepared.version.etag, prepared.whole_file]
-    ).encode()
+    meta = json.dumps([prepared.version.size, prepared.version.etag, prepared.whole_file]).encode()
     return len(meta).to_bytes(4, "big") + meta + movie_blob
 
 
@@ -368,4 +364,3 @@ def segment_key(source_key: str, what: str) -> str:
     """The cache key of an object made from a source (`what`: "ts/3", "fmp4/init", ...)."""
     digest = hashlib.sha256(source_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return f"as-hls:{digest}:{what}"
-

@@ -188,6 +188,4 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise SettingsError(
-            f"invalid setting GATEWAY_{field.upper()}: {first['msg']}"
-        ) from None
+        raise SettingsError(f"invalid setting GATEWAY_{field.upper()}: {first['msg']}") from None

@@ -117,9 +117,7 @@ def _keystream_xor(key: bytes, iv: bytes, data: bytes) -> bytes:
     for counter in range((len(data) + 31) // 32):
         blocks.append(hmac.new(key, iv + struct.pack(">I", counter), hashlib.sha256).digest())
     stream = b"".join(blocks)[: len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(
-        len(data), "big"
-    )
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
 
 
 def _b64encode(raw: bytes) -> str:

@@ -36,10 +36,15 @@ def sniff_content_type(head: bytes, upstream_type: str | None, path: str) -> str
     if head.lstrip(b"\xef\xbb\xbf").startswith(b"WEBVTT"):
         return "text/vtt"
     declared = (upstream_type or "").split(";", 1)[0].strip().lower()
-    if declared and not declared.startswith(("image/", "text/html")) and declared not in (
-        "application/octet-stream",
-        "binary/octet-stream",
-        "text/plain",
+    if (
+        declared
+        and not declared.startswith(("image/", "text/html"))
+        and declared
+        not in (
+            "application/octet-stream",
+            "binary/octet-stream",
+            "text/plain",
+        )
     ):
         return declared
     extension = path.split("?", 1)[0].rsplit("/", 1)[-1].rpartition(".")[2].lower()

@@ -82,9 +82,7 @@ class Committed:
 
 
 class FlightLocks:
-    def __init__(
-        self, url: str, *, prefix: str, node: str, entries_key: str | None = None
-    ) -> None:
+    def __init__(self, url: str, *, prefix: str, node: str, entries_key: str | None = None) -> None:
         """`entries_key`: the index's hash of committed objects (same Redis, same node tag),
         checked by each claim."""
         self._redis = connect(url)

@@ -26,9 +26,21 @@ VIDEO_FRAMES = 4 * 25  # 4 s of testsrc2 at 25 fps
 async def decoded_frames(url: str) -> Counter:
     """Frames ffmpeg decodes from `url`, per output stream (0: video, 1: audio)."""
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-map", "0:v:0", "-map", "0:a:0",
-        "-f", "framecrc", "-",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        url,
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0",
+        "-f",
+        "framecrc",
+        "-",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()[-2000:]
@@ -54,11 +66,15 @@ async def test_ffmpeg_decodes_every_frame_of_a_dash_served_as_hls(kind, make_gat
         assert all(" bytes=" in r for r in media), seen  # byte ranges, never a whole track
 
 
-@pytest.mark.skipif(not chromium_available(), reason="Chromium and the player page are not installed")
+@pytest.mark.skipif(
+    not chromium_available(), reason="Chromium and the player page are not installed"
+)
 @pytest.mark.parametrize("kind", sorted(MPDS))
 async def test_hls_js_plays_a_dash_served_as_hls(kind, make_gateway, origin):
     gw = await make_gateway()
-    run = await play_in_browser(gw.mint_as_hls(origin.base_url + MPDS[kind]), engine="hls.js", seconds=3.0)
+    run = await play_in_browser(
+        gw.mint_as_hls(origin.base_url + MPDS[kind]), engine="hls.js", seconds=3.0
+    )
     assert run.ok, run.errors or run.log[-3000:]
     assert run.current_time >= 3.0
 
@@ -105,7 +121,11 @@ async def test_every_uri_leads_to_the_bytes_the_mpd_names(kind, make_gateway, or
 async def test_an_unknown_rendition_is_404_and_a_live_mpd_a_one_line_502(make_gateway, origin):
     gw = await make_gateway()
     master_url = gw.mint_as_hls(origin.base_url + MPDS["template"])
-    live = (origin.root / "dash/manifest.mpd").read_bytes().replace(b'type="static"', b'type="dynamic"')
+    live = (
+        (origin.root / "dash/manifest.mpd")
+        .read_bytes()
+        .replace(b'type="static"', b'type="dynamic"')
+    )
     origin.set_file("/live/manifest.mpd", live)
     async with aiohttp.ClientSession() as session:
         async with session.get(master_url.replace("index.m3u8", "v-nope.m3u8")) as response:

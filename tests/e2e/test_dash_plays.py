@@ -19,8 +19,24 @@ MPDS = {
 
 async def remux(url: str, out) -> bytes:
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", url, "-map", "0", "-c", "copy",
-        "-f", "mpegts", "-mpegts_flags", "+resend_headers", "-muxdelay", "0", str(out),
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        url,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        "-mpegts_flags",
+        "+resend_headers",
+        "-muxdelay",
+        "0",
+        str(out),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 120)
@@ -69,7 +85,9 @@ needs_chromium = pytest.mark.skipif(
 @pytest.mark.parametrize("kind", sorted(MPDS))
 async def test_dash_js_plays_through_the_gateway(kind, make_gateway, origin):
     gw = await make_gateway()
-    run = await play_in_browser(gw.mint(origin.base_url + MPDS[kind]), engine="dash.js", seconds=2.5)
+    run = await play_in_browser(
+        gw.mint(origin.base_url + MPDS[kind]), engine="dash.js", seconds=2.5
+    )
     assert run.ok, run.errors or run.log[-3000:]
 
 

@@ -19,8 +19,24 @@ PLAYLISTS = {
 async def remux(url: str, out: Path) -> None:
     """What a player receives, made comparable: every stream copied into one file."""
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", url, "-map", "0", "-c", "copy",
-        "-f", "mpegts", "-mpegts_flags", "+resend_headers", "-muxdelay", "0", str(out),
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        url,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        "-mpegts_flags",
+        "+resend_headers",
+        "-muxdelay",
+        "0",
+        str(out),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 120)
@@ -69,8 +85,10 @@ async def test_every_segment_served_equals_the_origin_file(make_gateway, origin,
                     body = await response.read()
                 if body.startswith(b"#EXTM3U"):
                     for line in body.decode().splitlines():
-                        found = [line] if line and not line.startswith("#") else re.findall(
-                            r'URI="([^"]+)"', line
+                        found = (
+                            [line]
+                            if line and not line.startswith("#")
+                            else re.findall(r'URI="([^"]+)"', line)
                         )
                         pending += [(resolve(url, u), resolve(upstream_path, u)) for u in found]
                     continue

@@ -28,14 +28,33 @@ async def test_ffmpeg_follows_a_live_stream_through_the_gateway(
     gw = await make_gateway()
     out = tmp_path / "live.ts"
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", gw.mint(origin.base_url + "/live/index.m3u8"),
-        "-t", "5", "-c", "copy", "-f", "mpegts", str(out),
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        gw.mint(origin.base_url + "/live/index.m3u8"),
+        "-t",
+        "5",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        str(out),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()[-2000:]
     probe = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(out),
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+        str(out),
         stdout=asyncio.subprocess.PIPE,
     )
     duration, _ = await probe.communicate()

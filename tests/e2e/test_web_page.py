@@ -31,8 +31,15 @@ async def test_the_page_mints_a_link_and_plays_it_in_chromium(make_gateway, orig
     gw = await make_gateway(api_key="page-key")
     shot = tmp_path / "page.png"
     process = await asyncio.create_subprocess_exec(
-        "node", str(PAGE_DIR / "ui.mjs"), gw.base_url, origin.base_url + "/fmp4/index.m3u8",
-        "page-key", str(shot), "45", cwd=PAGE_DIR, stdout=asyncio.subprocess.PIPE,
+        "node",
+        str(PAGE_DIR / "ui.mjs"),
+        gw.base_url,
+        origin.base_url + "/fmp4/index.m3u8",
+        "page-key",
+        str(shot),
+        "45",
+        cwd=PAGE_DIR,
+        stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 90)
     report = json.loads(out.decode().strip().splitlines()[-1])

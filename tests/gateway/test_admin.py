@@ -12,8 +12,13 @@ ADMIN = {"Authorization": "Bearer admin-token"}
 
 async def cli(*args: str, env: dict) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode, out.decode(), err.decode()
@@ -21,8 +26,12 @@ async def cli(*args: str, env: dict) -> tuple[int, str, str]:
 
 def env_for(cache_dir, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_CACHE_DIR=str(cache_dir), GATEWAY_SECRET="s" * 32,
-               GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true", **extra)
+    env.update(
+        GATEWAY_CACHE_DIR=str(cache_dir),
+        GATEWAY_SECRET="s" * 32,
+        GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
+        **extra,
+    )
     return env
 
 
@@ -67,7 +76,8 @@ async def test_admin_api_needs_its_token_and_warms_purges_and_reports(make_gatew
         async with session.get(gw.base_url + "/admin/cache") as response:
             assert response.status == 403
         async with session.post(
-            gw.base_url + "/admin/cache/warm", json={"url": origin.base_url + "/ts/index.m3u8"},
+            gw.base_url + "/admin/cache/warm",
+            json={"url": origin.base_url + "/ts/index.m3u8"},
             headers=ADMIN,
         ) as response:
             report = await response.json()

@@ -18,8 +18,14 @@ FILE = LAYOUTS["faststart"]
 
 async def probe(*args: str) -> dict:
     process = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-of", "json", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "ffprobe",
+        "-v",
+        "error",
+        "-of",
+        "json",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()[-2000:]
@@ -31,14 +37,25 @@ async def packets_per_stream(url: str) -> dict[str, int]:
     info = await probe("-count_packets", "-show_entries", "stream=codec_type,nb_read_packets", url)
     counts: dict[str, int] = {}
     for stream in info["streams"]:
-        counts[stream["codec_type"]] = counts.get(stream["codec_type"], 0) + int(stream["nb_read_packets"])
+        counts[stream["codec_type"]] = counts.get(stream["codec_type"], 0) + int(
+            stream["nb_read_packets"]
+        )
     return counts
 
 
 async def decode_errors(url: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-f", "null", "-",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        url,
+        "-f",
+        "null",
+        "-",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()[-2000:]
@@ -55,7 +72,9 @@ def requests_for(origin, path: str) -> list:
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-async def test_ffmpeg_plays_every_frame_fetching_only_byte_ranges(layout, make_gateway, origin, media):
+async def test_ffmpeg_plays_every_frame_fetching_only_byte_ranges(
+    layout, make_gateway, origin, media
+):
     path = LAYOUTS[layout]
     gw = await make_gateway(prefetch_segments=0)
     url = gw.mint_as_hls(origin.base_url + path)
@@ -75,11 +94,31 @@ async def many_frames(tmp_path, *options: str) -> bytes:
     """90 s of tiny 100 fps video and audio: a moov larger than the gateway's first probe."""
     out = tmp_path / "many-frames.mp4"
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-y",
-        "-f", "lavfi", "-i", "color=size=32x32:rate=100:duration=90",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=90",
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", "200", "-c:a", "aac", "-b:a", "32k",
-        *options, str(out),
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=size=32x32:rate=100:duration=90",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=90",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "200",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "32k",
+        *options,
+        str(out),
     )
     assert await asyncio.wait_for(process.wait(), 120) == 0
     return out.read_bytes()
@@ -91,7 +130,9 @@ async def test_a_large_moov_is_read_with_one_request_after_the_probe(
 ):
     """No byte of the moov is asked for twice, and a moov at the end comes with the one
     request for everything after the media data."""
-    body = await many_frames(tmp_path, *(["-movflags", "+faststart"] if layout == "faststart" else []))
+    body = await many_frames(
+        tmp_path, *(["-movflags", "+faststart"] if layout == "faststart" else [])
+    )
     path = "/long/many-frames.mp4"
     origin.set_file(path, body)
     gw = await make_gateway(prefetch_segments=0)
@@ -118,14 +159,23 @@ async def test_the_master_names_codecs_resolution_and_bandwidth(make_gateway, or
     assert 300_000 < info.bandwidth < 2_000_000
 
 
-async def test_extinf_durations_sum_to_the_file_duration_within_one_frame(make_gateway, origin, media):
+async def test_extinf_durations_sum_to_the_file_duration_within_one_frame(
+    make_gateway, origin, media
+):
     gw = await make_gateway()
     base = gw.mint_as_hls(origin.base_url + FILE).removesuffix("index.m3u8")
     _, _, body = await get(base + "media.m3u8")
     playlist = m3u8.loads(body.decode())
     assert playlist.is_endlist and playlist.playlist_type == "vod"
-    video = (await probe("-select_streams", "v", "-show_entries", "stream=duration",
-                         str(media.root / FILE.lstrip("/"))))["streams"][0]
+    video = (
+        await probe(
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=duration",
+            str(media.root / FILE.lstrip("/")),
+        )
+    )["streams"][0]
     assert abs(sum(s.duration for s in playlist.segments) - float(video["duration"])) <= 1 / 25
     assert all(s.duration <= playlist.target_duration + 0.5 for s in playlist.segments)
     assert len(playlist.segments) >= 6  # 30 s cut near 4 s
@@ -144,8 +194,11 @@ async def test_segments_start_on_keyframes_with_timestamps_continuing_across_the
         assert status == 200
         file = tmp_path / f"{number}.ts"
         file.write_bytes(data)
-        packets = (await probe("-select_streams", "v", "-show_entries",
-                               "packet=pts_time,dts_time,flags", str(file)))["packets"]
+        packets = (
+            await probe(
+                "-select_streams", "v", "-show_entries", "packet=pts_time,dts_time,flags", str(file)
+            )
+        )["packets"]
         assert packets[0]["flags"].startswith("K"), number
         start = min(float(p["pts_time"]) for p in packets)
         if expected_start is not None:
@@ -158,7 +211,9 @@ async def test_the_fmp4_variant_plays_every_frame(make_gateway, origin, media):
     url = gw.mint_as_hls(origin.base_url + FILE).replace("index.m3u8", "fmp4.m3u8")
     _, _, body = await get(url)
     assert '#EXT-X-MAP:URI="init.mp4"' in body.decode()
-    assert await packets_per_stream(url) == await packets_per_stream(str(media.root / FILE.lstrip("/")))
+    assert await packets_per_stream(url) == await packets_per_stream(
+        str(media.root / FILE.lstrip("/"))
+    )
 
 
 async def test_a_cold_segment_is_made_once_for_many_clients_then_hit(make_gateway, origin):
@@ -178,7 +233,9 @@ async def test_a_cold_segment_is_made_once_for_many_clients_then_hit(make_gatewa
     assert len({r.headers["Range"] for r in requests_for(origin, FILE)}) == fetched_once
 
 
-async def test_the_index_is_read_once_for_every_worker_sharing_redis(make_gateway, origin, redis_url):
+async def test_the_index_is_read_once_for_every_worker_sharing_redis(
+    make_gateway, origin, redis_url
+):
     shared = {"redis_url": redis_url, "redis_prefix": f"t-{uuid.uuid4().hex}"}
     first, second = await make_gateway(**shared), await make_gateway(**shared)
     source = origin.base_url + LAYOUTS["moov-last"]
@@ -202,7 +259,9 @@ async def test_an_origin_without_range_support_is_fetched_whole_once(make_gatewa
     gw = await make_gateway(prefetch_segments=0)
     origin.behave(FILE, ignore_range=True)
     url = gw.mint_as_hls(origin.base_url + FILE)
-    assert await packets_per_stream(url) == await packets_per_stream(str(media.root / FILE.lstrip("/")))
+    assert await packets_per_stream(url) == await packets_per_stream(
+        str(media.root / FILE.lstrip("/"))
+    )
     whole = [r for r in requests_for(origin, FILE) if origin.sent.get(FILE)]
     assert origin.sent[FILE] <= 2 * len(media.read(FILE))  # the probe's cut answer, then one whole
     assert len(whole) <= 2
@@ -235,10 +294,22 @@ async def test_a_link_only_works_on_its_own_route(make_gateway, origin):
 
 def test_the_command_line_mints_an_as_hls_link(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "url", "--as-hls", "https://cdn.example.com/v/film.mp4"],
-        capture_output=True, text=True, check=False,
-        env={"GATEWAY_SECRET": "test-secret-0123456789abcdef", "GATEWAY_CACHE_DIR": str(tmp_path),
-             "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "url",
+            "--as-hls",
+            "https://cdn.example.com/v/film.mp4",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "GATEWAY_SECRET": "test-secret-0123456789abcdef",
+            "GATEWAY_CACHE_DIR": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+        },
     )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
@@ -246,7 +317,9 @@ def test_the_command_line_mints_an_as_hls_link(tmp_path):
     assert "cdn.example.com" not in line
 
 
-async def test_a_source_replaced_upstream_is_never_cut_with_a_stale_index(make_gateway, origin, media):
+async def test_a_source_replaced_upstream_is_never_cut_with_a_stale_index(
+    make_gateway, origin, media
+):
     """A new version of the file (same size, other bytes: only its ETag tells) must not be cut
     with the old index into a cache entry. It is refused; the next playlist request reads anew."""
     gw = await make_gateway(prefetch_segments=0)
@@ -260,4 +333,6 @@ async def test_a_source_replaced_upstream_is_never_cut_with_a_stale_index(make_g
     status, _, _ = await get(base + "seg-2.ts")  # the index is read again, from the new file
     assert status == 200
     url = base + "index.m3u8"
-    assert await packets_per_stream(url) == await packets_per_stream(str(media.root / FILE.lstrip("/")))
+    assert await packets_per_stream(url) == await packets_per_stream(
+        str(media.root / FILE.lstrip("/"))
+    )

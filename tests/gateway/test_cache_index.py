@@ -112,13 +112,18 @@ async def test_concurrent_fills_racing_evictions_keep_disk_and_index_in_agreemen
     import aiohttp
 
     async def fetch(path: str) -> bytes:
-        async with aiohttp.ClientSession() as session, session.get(gw.mint(origin.base_url + path)) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(gw.mint(origin.base_url + path)) as r,
+        ):
             return await r.read()
 
     bodies = await asyncio.gather(*(fetch(p) for p in paths * 2))
     assert all(body == media.read(path) for body, path in zip(bodies, paths * 2, strict=True))
     store = gw.state.cache.store
-    on_disk = sum(f.stat().st_size for f in store.objects.rglob("*") if f.is_file() and f.suffix != ".json")
+    on_disk = sum(
+        f.stat().st_size for f in store.objects.rglob("*") if f.is_file() and f.suffix != ".json"
+    )
     indexed = await gw.state.cache.index.total_bytes()
     names = await gw.state.cache.index.names()
     assert indexed == on_disk <= budget

@@ -33,8 +33,13 @@ async def served(tmp_path):
     port = free_port()
     env = env_for(tmp_path / "cache", GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true")
     process = await asyncio.create_subprocess_exec(
-        *CLI, "serve", "--port", str(port), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        *CLI,
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -54,7 +59,10 @@ async def served(tmp_path):
 async def test_url_prints_one_line_that_plays_through_serve(served, origin, media):
     base, env, _ = served
     code, out, err = await run(
-        "url", origin.base_url + "/ts/index.m3u8", "--header", "Referer: https://site.example/",
+        "url",
+        origin.base_url + "/ts/index.m3u8",
+        "--header",
+        "Referer: https://site.example/",
         env={**env, "GATEWAY_PORT": base.rsplit(":", 1)[1]},
     )
     assert code == 0, err
@@ -119,7 +127,8 @@ async def test_the_links_api_needs_the_key_and_mints_working_links(make_gateway,
         async with session.get(gw.base_url + path) as response:
             assert response.status == 200
         async with session.post(
-            gw.base_url + "/api/links", json={"url": "file:///etc/passwd"},
+            gw.base_url + "/api/links",
+            json={"url": "file:///etc/passwd"},
             headers={"X-API-Key": "k3y"},
         ) as response:
             assert response.status == 400
@@ -140,7 +149,8 @@ async def test_resolve_prints_a_stable_watch_link_that_plays_through_serve(serve
         b'<html><title>t</title><video><source src="/ts/index.m3u8" type="application/x-mpegURL"></video></html>',
     )
     code, out, err = await run(
-        "resolve", origin.base_url + "/watch/page.html",
+        "resolve",
+        origin.base_url + "/watch/page.html",
         env={**env, "GATEWAY_PORT": base.rsplit(":", 1)[1]},
     )
     assert code == 0, err

@@ -14,8 +14,13 @@ SEG = "/ts/seg_001.ts"
 
 async def start(env) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "serve", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
     async with aiohttp.ClientSession() as session:
@@ -33,14 +38,22 @@ async def start(env) -> asyncio.subprocess.Process:
 async def test_a_fill_killed_mid_way_is_fetched_again_whole_after_restart(origin, media, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(
-        GATEWAY_PORT=str(free_port()), GATEWAY_CACHE_DIR=str(tmp_path / "cache"),
-        GATEWAY_SECRET="k" * 32, GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
-        GATEWAY_PREFETCH_SEGMENTS="0", GATEWAY_ACCESS_LOG="off",
+        GATEWAY_PORT=str(free_port()),
+        GATEWAY_CACHE_DIR=str(tmp_path / "cache"),
+        GATEWAY_SECRET="k" * 32,
+        GATEWAY_ALLOW_PRIVATE_UPSTREAMS="true",
+        GATEWAY_PREFETCH_SEGMENTS="0",
+        GATEWAY_ACCESS_LOG="off",
     )
     tmp_dir = tmp_path / "cache" / "tmp"
     process = await start(env)
     link = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "url", origin.base_url + SEG, env=env,
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "url",
+        origin.base_url + SEG,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
     )
     url = (await link.communicate())[0].decode().strip()

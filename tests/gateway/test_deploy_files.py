@@ -68,7 +68,9 @@ def test_nginx_config_files_are_mounted_where_nginx_reads_them():
     mounts = COMPOSE["services"]["nginx"]["volumes"]
     assert "./nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in mounts
     assert "./nginx/hls-gateway.conf:/etc/nginx/conf.d/hls-gateway.conf:ro" in mounts
-    assert "include /etc/nginx/conf.d/hls-gateway.conf;" in (ROOT / "nginx" / "nginx.conf").read_text()
+    assert (
+        "include /etc/nginx/conf.d/hls-gateway.conf;" in (ROOT / "nginx" / "nginx.conf").read_text()
+    )
 
 
 def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():

@@ -323,7 +323,9 @@ async def test_a_finite_body_over_the_object_limit_is_served_whole_but_not_kept(
 # -- the index going away ---------------------------------------------------------------------
 
 
-async def test_redis_stopped_and_restarted_under_load(make_gateway, origin, media, tmp_path, caplog):
+async def test_redis_stopped_and_restarted_under_load(
+    make_gateway, origin, media, tmp_path, caplog
+):
     from tests.support.redis_server import restartable_redis
 
     caplog.set_level(logging.WARNING, logger="gateway.cache")
@@ -350,7 +352,9 @@ async def test_redis_stopped_and_restarted_under_load(make_gateway, origin, medi
     assert cached.status == 200 and cached.body == media.read(SEG)
     assert all(s.body == media.read(FRESH) for s in down + up)
     # Cached again: one fill after the restart, then hits.
-    assert (up[0].headers["X-Cache"], up[-1].headers["X-Cache"]) == ("MISS", "HIT"), [s.headers["X-Cache"] for s in up]
+    assert (up[0].headers["X-Cache"], up[-1].headers["X-Cache"]) == ("MISS", "HIT"), [
+        s.headers["X-Cache"] for s in up
+    ]
     assert origin.count(FRESH) == 4
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cache index unavailable" in m for m in messages) == 1
@@ -450,7 +454,9 @@ async def test_a_disk_refusing_access_serves_pass_through_without_leftovers(
     if where == "temp file":
         real_open, tmp = os.open, gw.state.cache.store.tmp
         monkeypatch.setattr(
-            fill.os, "open", lambda p, *a, **k: refuse() if p.parent == tmp else real_open(p, *a, **k)
+            fill.os,
+            "open",
+            lambda p, *a, **k: refuse() if p.parent == tmp else real_open(p, *a, **k),
         )
     elif where == "write":
         monkeypatch.setattr(fill.os, "pwrite", refuse)
@@ -481,7 +487,9 @@ def spawn_serve(cache_dir, port: int) -> subprocess.Popen:
     )
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -36,7 +36,10 @@ async def test_disk_hits_come_from_a_mapped_file_with_ranges_validators_and_head
         assert gw.state.cache.memory.bytes == 0
         status, headers, body = await get(session, url, headers={"Range": "bytes=-188"})
         assert (status, body) == (206, expected[-188:])
-        assert headers["Content-Range"] == f"bytes {len(expected) - 188}-{len(expected) - 1}/{len(expected)}"
+        assert (
+            headers["Content-Range"]
+            == f"bytes {len(expected) - 188}-{len(expected) - 1}/{len(expected)}"
+        )
         async with session.head(url) as response:
             assert response.status == 200
             assert int(response.headers["Content-Length"]) == len(expected)
@@ -57,7 +60,9 @@ async def test_a_body_larger_than_one_slice_arrives_whole_for_a_slow_reader(
         await get(session, url)
     host, port = gw.base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {url[len(gw.base_url):]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(
+        f"GET {url[len(gw.base_url) :]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     received = bytearray()
     while chunk := await reader.read(4096):
         received += chunk

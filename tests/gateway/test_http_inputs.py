@@ -67,9 +67,7 @@ def mangled(token: str) -> dict[str, str]:
         "standard alphabet": token.replace("-", "+").replace("_", "/"),
     }
     for at in (0, 1, 5, 17, len(token) // 2, len(token) - 1):
-        cases[f"character {at} changed"] = (
-            token[:at] + flip.get(token[at], "A") + token[at + 1 :]
-        )
+        cases[f"character {at} changed"] = token[:at] + flip.get(token[at], "A") + token[at + 1 :]
     return cases
 
 
@@ -208,9 +206,7 @@ async def oversized(gw, origin) -> dict[str, tuple[int, bytes]]:
     return {
         "64 KB path": await raw(gw, request("GET", f"/p/{token}/" + "a" * 65536)),
         "64 KB header": await raw(gw, request("GET", path, "X-Big: " + "b" * 65536)),
-        "1,000 headers": await raw(
-            gw, request("GET", path, *(f"X-H{i}: v" for i in range(1000)))
-        ),
+        "1,000 headers": await raw(gw, request("GET", path, *(f"X-H{i}: v" for i in range(1000)))),
         "NUL in the request line": await raw(gw, request("GET", f"/p/{token}/a\x00b.ts")),
     }
 
@@ -253,13 +249,25 @@ def port_of(origin) -> int:
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "0177.0.0.1", "[::1]",
-     "[::ffff:127.0.0.1]", "localhost", "localhost.", "LOCALHOST", "a.localhost"],
+    [
+        "127.0.0.1",
+        "127.1",
+        "0x7f000001",
+        "2130706433",
+        "0177.0.0.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+        "localhost.",
+        "LOCALHOST",
+        "a.localhost",
+    ],
 )
 async def test_loopback_spellings_are_refused_before_any_connection(host, make_gateway, origin):
     gw = await make_gateway(allow_private_upstreams=False)
     status, body = await raw(
-        gw, request("GET", gw.mint(f"http://{host}:{port_of(origin)}{SEG}").removeprefix(gw.base_url))
+        gw,
+        request("GET", gw.mint(f"http://{host}:{port_of(origin)}{SEG}").removeprefix(gw.base_url)),
     )
     assert status == 403 and one_line(body), (status, body)
     assert origin.requests == []
@@ -267,10 +275,22 @@ async def test_loopback_spellings_are_refused_before_any_connection(host, make_g
 
 @pytest.mark.parametrize(
     ("address", "public"),
-    [("127.0.0.1", False), ("10.1.2.3", False), ("100.64.0.1", False), ("169.254.169.254", False),
-     ("fd00:ec2::254", False), ("::ffff:10.0.0.1", False), ("2002:7f00:1::", False),
-     ("64:ff9b::7f00:1", False), ("224.0.0.1", False), ("0.0.0.0", False), ("::", False),
-     ("8.8.8.8", True), ("2606:4700::1111", True), ("64:ff9b::808:808", True)],
+    [
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("100.64.0.1", False),
+        ("169.254.169.254", False),
+        ("fd00:ec2::254", False),
+        ("::ffff:10.0.0.1", False),
+        ("2002:7f00:1::", False),
+        ("64:ff9b::7f00:1", False),
+        ("224.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("8.8.8.8", True),
+        ("2606:4700::1111", True),
+        ("64:ff9b::808:808", True),
+    ],
 )
 def test_the_address_check_on_resolved_addresses(address, public):
     assert is_public_address(ipaddress.ip_address(address)) is public
@@ -278,8 +298,14 @@ def test_the_address_check_on_resolved_addresses(address, public):
 
 @pytest.mark.parametrize(
     ("spelling", "address"),
-    [("127.1", "127.0.0.1"), ("0x7f.1", "127.0.0.1"), ("2130706433", "127.0.0.1"),
-     ("[::1]", "::1"), ("cdn.example.com", None), ("1e100.net", None)],
+    [
+        ("127.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("cdn.example.com", None),
+        ("1e100.net", None),
+    ],
 )
 def test_literal_address_spellings(spelling, address):
     found = literal_address(spelling)
@@ -341,7 +367,9 @@ async def test_a_host_outside_the_allow_list_is_a_403_and_the_origin_sees_nothin
     make_gateway, origin
 ):
     gw = await make_gateway(upstream_allow=["cdn.example.com", "*.akamaized.net"])
-    status, body = await raw(gw, request("GET", gw.mint(origin.base_url + SEG).removeprefix(gw.base_url)))
+    status, body = await raw(
+        gw, request("GET", gw.mint(origin.base_url + SEG).removeprefix(gw.base_url))
+    )
     assert (status, body) == (403, b"upstream host not allowed\n")
     assert origin.requests == []
 
@@ -356,7 +384,9 @@ async def test_every_redirect_hop_is_held_to_the_host_lists(make_gateway, origin
     assert [r.path_qs for r in origin.requests] == ["/hop.ts"]
 
 
-@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:6379/_"])
+@pytest.mark.parametrize(
+    "target", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:6379/_"]
+)
 async def test_a_redirect_to_another_scheme_is_not_followed(target, make_gateway, origin):
     gw = await make_gateway()
     origin.behave("/hop.ts", redirect=target)
@@ -368,7 +398,11 @@ async def test_a_redirect_to_another_scheme_is_not_followed(target, make_gateway
 
 
 async def test_garbage_instead_of_http_does_not_hurt_the_next_client(gw, origin, media):
-    for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GET\r\n\r\n", b"\xff" * 5000 + b"\r\n\r\n"):
+    for junk in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET\r\n\r\n",
+        b"\xff" * 5000 + b"\r\n\r\n",
+    ):
         host, port = gw.base_url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(junk)

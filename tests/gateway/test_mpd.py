@@ -6,7 +6,8 @@ import aiohttp
 
 MPD_HEAD = '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"'
 LIVE = (
-    MPD_HEAD + ' type="dynamic" minimumUpdatePeriod="PT1S" availabilityStartTime="2026-01-01T00:00:00Z">'
+    MPD_HEAD
+    + ' type="dynamic" minimumUpdatePeriod="PT1S" availabilityStartTime="2026-01-01T00:00:00Z">'
     '<Period><AdaptationSet><SegmentTemplate media="$Number$.m4s"/></AdaptationSet></Period></MPD>'
 )
 
@@ -21,7 +22,9 @@ async def test_an_mpd_is_served_as_dash_whatever_its_name(make_gateway, origin, 
     origin.set_file("/dash/manifest.txt", media.read("/dash/manifest.mpd"))
     origin.behave("/dash/manifest.txt", content_type="text/plain")
     async with aiohttp.ClientSession() as session:
-        status, headers, body = await fetch(session, gw.mint(origin.base_url + "/dash/manifest.txt"))
+        status, headers, body = await fetch(
+            session, gw.mint(origin.base_url + "/dash/manifest.txt")
+        )
     assert status == 200
     assert headers["Content-Type"] == "application/dash+xml"
     assert body == media.read("/dash/manifest.mpd")  # everything relative and inside: untouched
@@ -97,11 +100,17 @@ def template_value(levels, attribute: str):
 def fill(template: str, representation, start: str) -> str:
     def one(match: re.Match) -> str:
         name, fmt = match.group(1), match.group(2)
-        value = {"RepresentationID": representation.get("id", ""), "Number": start, "Time": "0",
-                 "Bandwidth": representation.get("bandwidth", "0"), "SubNumber": "0"}.get(name)
+        value = {
+            "RepresentationID": representation.get("id", ""),
+            "Number": start,
+            "Time": "0",
+            "Bandwidth": representation.get("bandwidth", "0"),
+            "SubNumber": "0",
+        }.get(name)
         if value is None:
             return match.group(0)
         return (fmt % int(value)) if fmt and value.isdigit() else value
+
     return re.sub(r"\$(\w+)(%0\d+d)?\$", one, template).replace("$$", "$")
 
 
@@ -123,7 +132,11 @@ def player_urls(mpd_bytes: bytes, mpd_url: str) -> list[str]:
                 for attribute in ("initialization", "media", "index"):
                     template, value = template_value(levels, attribute)
                     if value:
-                        urls.append(resolve(base, fill(value, representation, template.get("startNumber", "1"))))
+                        urls.append(
+                            resolve(
+                                base, fill(value, representation, template.get("startNumber", "1"))
+                            )
+                        )
                 segment_list = first(representation, "SegmentList")
                 if segment_list is None:
                     segment_list = first(adaptation, "SegmentList")
@@ -143,7 +156,7 @@ def player_urls(mpd_bytes: bytes, mpd_url: str) -> list[str]:
 
 
 def upstream_of(gw, url: str) -> str:
-    path = url[url.index(PREFIX) + len(PREFIX):]
+    path = url[url.index(PREFIX) + len(PREFIX) :]
     token, _, rest = path.partition("/")
     return gw.state.links.signer.verify(token).directory + rest
 

@@ -139,10 +139,24 @@ async def test_two_nodes_behind_consistent_hashing_fetch_each_segment_once(
     paths = ["/master/master.m3u8", "/ts/index.m3u8", "/fmp4/index.m3u8", "/aes/index.m3u8"]
     for _ in range(2):
         for path in paths:
-            playlist = nginx.base_url + nodes[0].mint(origin.base_url + path)[len(nodes[0].base_url) :]
+            playlist = (
+                nginx.base_url + nodes[0].mint(origin.base_url + path)[len(nodes[0].base_url) :]
+            )
             process = await asyncio.create_subprocess_exec(
-                "ffmpeg", "-nostdin", "-v", "error", "-i", playlist, "-map", "0", "-c", "copy",
-                "-f", "null", "-", stderr=asyncio.subprocess.PIPE,
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                playlist,
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+                stderr=asyncio.subprocess.PIPE,
             )
             _, err = await asyncio.wait_for(process.communicate(), 120)
             assert process.returncode == 0, err.decode()[-2000:]

@@ -35,7 +35,9 @@ async def test_a_request_id_is_returned_and_sent_upstream(make_gateway, origin):
     gw = await make_gateway()
     async with aiohttp.ClientSession() as session:
         _, headers, _ = await get(
-            session, gw.mint(origin.base_url + "/ts/seg_000.ts"), headers={"X-Request-Id": "abc-123"}
+            session,
+            gw.mint(origin.base_url + "/ts/seg_000.ts"),
+            headers={"X-Request-Id": "abc-123"},
         )
         _, generated, _ = await get(session, gw.mint(origin.base_url + "/ts/seg_001.ts"))
     assert headers["X-Request-Id"] == "abc-123"
@@ -98,13 +100,24 @@ class ForwardProxy:
                     name, value = header.split(":", 1)
                     if name.lower() not in ("proxy-connection", "connection", "host"):
                         headers[name] = value.strip()
-            async with aiohttp.ClientSession() as session, session.request(
-                method, aiohttp.client.URL(target, encoded=True), headers=headers, allow_redirects=False
-            ) as upstream:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    method,
+                    aiohttp.client.URL(target, encoded=True),
+                    headers=headers,
+                    allow_redirects=False,
+                ) as upstream,
+            ):
                 body = await upstream.read()
                 writer.write(f"HTTP/1.1 {upstream.status} X\r\n".encode())
                 for name, value in upstream.headers.items():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length", "content-encoding"):
+                    if name.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "content-encoding",
+                    ):
                         writer.write(f"{name}: {value}\r\n".encode())
                 writer.write(f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
                 writer.write(body)
@@ -124,8 +137,10 @@ async def test_extraction_and_fetches_leave_through_one_egress_proxy(make_gatewa
         )
         async with aiohttp.ClientSession() as session:
             status, _, body = await get(
-                session, gw.base_url + "/resolve",
-                params={"url": origin.base_url + "/watch/egress.html"}, headers={"X-API-Key": "k"},
+                session,
+                gw.base_url + "/resolve",
+                params={"url": origin.base_url + "/watch/egress.html"},
+                headers={"X-API-Key": "k"},
             )
             assert status == 200, body
             play = gw.base_url + json.loads(body)["play"].split("/", 3)[3].join(["/", ""])

@@ -24,7 +24,11 @@ def same_resource(url: str) -> str:
     """`http://host` and `http://host/` name one resource (RFC 9110 §4.2.3)."""
     url = url.split("#", 1)[0]
     scheme, sep, rest = url.partition("://")
-    return url if "/" in rest.split("?", 1)[0] else f"{scheme}{sep}{rest.replace('?', '/?', 1) if '?' in rest else rest + '/'}"
+    return (
+        url
+        if "/" in rest.split("?", 1)[0]
+        else f"{scheme}{sep}{rest.replace('?', '/?', 1) if '?' in rest else rest + '/'}"
+    )
 
 
 def uris(line: str) -> list[str]:
@@ -55,7 +59,7 @@ async def test_absolute_uris_on_other_hosts_are_rewritten_and_lead_to_the_same_b
     gw = await make_gateway()
     other = origin.base_url.replace("127.0.0.1", "localhost")
     source = (media.root / "fmp4" / "index.m3u8").read_text()
-    absolute = re.sub(r'(?m)^(seg_\d+\.m4s)$', rf"{other}/fmp4/\1", source)
+    absolute = re.sub(r"(?m)^(seg_\d+\.m4s)$", rf"{other}/fmp4/\1", source)
     absolute = absolute.replace('URI="init.mp4"', f'URI="{other}/fmp4/init.mp4"')
     origin.set_file("/abs/index.m3u8", absolute.encode())
     playlist_url = gw.mint(origin.base_url + "/abs/index.m3u8")

@@ -51,8 +51,15 @@ async def test_an_expired_link_is_410(make_gateway, origin):
 
 @pytest.mark.parametrize(
     "escape",
-    ["../secret.txt", "..%2fsecret.txt", "%2e%2e/secret.txt", "%2E%2E/secret.txt",
-     "a/../../secret.txt", "..%5csecret.txt", "%252e%252e/secret.txt"],
+    [
+        "../secret.txt",
+        "..%2fsecret.txt",
+        "%2e%2e/secret.txt",
+        "%2E%2E/secret.txt",
+        "a/../../secret.txt",
+        "..%5csecret.txt",
+        "%252e%252e/secret.txt",
+    ],
 )
 async def test_paths_that_leave_the_granted_directory_are_403(make_gateway, origin, escape):
     gw = await make_gateway()
@@ -70,7 +77,9 @@ async def test_dot_segments_that_stay_inside_are_normalised(make_gateway, origin
     assert body == (media.root / "ts" / "seg_001.ts").read_bytes()
 
 
-@pytest.mark.parametrize("host", ["127.1", "0x7f000001", "[::ffff:127.0.0.1]", "localhost.", "[::1]"])
+@pytest.mark.parametrize(
+    "host", ["127.1", "0x7f000001", "[::ffff:127.0.0.1]", "localhost.", "[::1]"]
+)
 async def test_private_upstreams_are_refused_by_default(make_gateway, origin, host):
     gw = await make_gateway(allow_private_upstreams=False)
     port = origin.base_url.rsplit(":", 1)[1]
@@ -139,7 +148,13 @@ async def test_upstream_paths_and_queries_are_forwarded_byte_exact(make_gateway,
 async def test_unknown_methods_and_paths_never_give_500(make_gateway):
     gw = await make_gateway()
     async with aiohttp.ClientSession() as session:
-        for method, path in [("POST", "/p/x/y.ts"), ("DELETE", "/p/x/y"), ("GET", "/p/"),
-                             ("GET", "/p/onlytoken"), ("GET", "/nothing"), ("PUT", "/healthz")]:
+        for method, path in [
+            ("POST", "/p/x/y.ts"),
+            ("DELETE", "/p/x/y"),
+            ("GET", "/p/"),
+            ("GET", "/p/onlytoken"),
+            ("GET", "/nothing"),
+            ("PUT", "/healthz"),
+        ]:
             async with session.request(method, gw.base_url + path) as response:
                 assert 400 <= response.status < 500, (method, path, response.status)

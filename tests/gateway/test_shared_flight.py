@@ -75,9 +75,17 @@ async def test_a_leader_that_died_mid_fill_cuts_followers_short_and_leaves_no_en
     partial.parent.mkdir(parents=True, exist_ok=True)
     full = media.read(SEG)
     partial.write_bytes(full[:20_000])
-    head = {"status": 200, "content_type": "video/mp2t", "content_length": len(full),
-            "content_range": None, "etag": None, "last_modified": None}
-    await fake_dead_leader(second, settings, url, {"state": "filling", "head": head, "temp": str(partial)})
+    head = {
+        "status": 200,
+        "content_type": "video/mp2t",
+        "content_length": len(full),
+        "content_range": None,
+        "etag": None,
+        "last_modified": None,
+    }
+    await fake_dead_leader(
+        second, settings, url, {"state": "filling", "head": head, "temp": str(partial)}
+    )
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientPayloadError):
             async with session.get(second.mint(url)) as response:
@@ -114,7 +122,9 @@ async def test_a_claim_finds_an_object_already_committed_in_the_same_round_trip(
         await probe.aclose()
 
 
-async def test_clients_joining_a_fill_under_way_do_not_ask_the_index(make_gateway, redis_url, origin):
+async def test_clients_joining_a_fill_under_way_do_not_ask_the_index(
+    make_gateway, redis_url, origin
+):
     gw = await make_gateway(
         redis_url=redis_url, redis_prefix=f"test-{uuid.uuid4().hex}", prefetch_segments=0
     )
@@ -139,7 +149,9 @@ async def test_clients_joining_a_fill_under_way_do_not_ask_the_index(make_gatewa
         await gw.state.cache.index.clear()
 
 
-async def test_a_cold_miss_reads_the_index_once_and_a_later_hit_once(make_gateway, redis_url, origin):
+async def test_a_cold_miss_reads_the_index_once_and_a_later_hit_once(
+    make_gateway, redis_url, origin
+):
     # The flight's claim reads the index for it (and hands over the entry it found), so
     # neither a miss nor a hit beyond the few seconds of the local map asks Redis twice.
     gw = await make_gateway(

@@ -108,7 +108,10 @@ def test_headers_that_could_smuggle_requests_are_refused(pair):
 
 
 def test_header_lines_parse_like_curl():
-    assert parse_header_line("Referer: https://site.example/") == ("Referer", "https://site.example/")
+    assert parse_header_line("Referer: https://site.example/") == (
+        "Referer",
+        "https://site.example/",
+    )
     with pytest.raises(HeaderError):
         parse_header_line("no colon here")
 
@@ -132,7 +135,9 @@ def test_a_token_has_exactly_one_spelling():
                 signer.verify(respelled)
 
 
-_URL_PARTS = st.sampled_from(["a", "b.ts", "", ".", "..", "%2F", "$Number$", "x?y=/z", "#f", "?", "/"])
+_URL_PARTS = st.sampled_from(
+    ["a", "b.ts", "", ".", "..", "%2F", "$Number$", "x?y=/z", "#f", "?", "/"]
+)
 
 
 @given(

@@ -31,8 +31,24 @@ async def resolve_page(session, gw, page_url: str, **params) -> tuple[int, dict]
 
 async def remux(url: str, out) -> bytes:
     process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", url, "-map", "0", "-c", "copy",
-        "-f", "mpegts", "-mpegts_flags", "+resend_headers", "-muxdelay", "0", str(out),
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        url,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        "-mpegts_flags",
+        "+resend_headers",
+        "-muxdelay",
+        "0",
+        str(out),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 120)
@@ -106,8 +122,15 @@ async def test_separate_video_and_audio_formats_become_one_multivariant_playlist
     assert "127.0.0.1" not in master
     played = await remux(local(gw, info["play"]), tmp_path / "split.ts")
     probe = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
-        str(tmp_path / "split.ts"), stdout=asyncio.subprocess.PIPE,
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type",
+        "-of",
+        "csv=p=0",
+        str(tmp_path / "split.ts"),
+        stdout=asyncio.subprocess.PIPE,
     )
     kinds, _ = await probe.communicate()
     assert played and sorted(set(kinds.decode().split())) == ["audio", "video"]
@@ -157,7 +180,9 @@ async def test_expired_urls_are_re_extracted_once_and_playback_continues(
         extractions = gw.state.resolver.extractions
 
         # A player still holding the old playlist keeps getting segments.
-        segment_uri = next(line for line in old_playlist.decode().splitlines() if line.endswith(".ts"))
+        segment_uri = next(
+            line for line in old_playlist.decode().splitlines() if line.endswith(".ts")
+        )
         async with session.get(resolve(play, segment_uri)) as response:
             assert response.status == 200
             assert await response.read() == media.read(f"/ts/{segment_uri.rsplit('/', 1)[-1]}")

@@ -1,6 +1,5 @@
 """MPD rewriting: every URL leads back to the gateway, everything else stays byte-identical."""
 
-
 import pytest
 from lxml import etree
 
@@ -72,7 +71,10 @@ def test_nested_relative_base_urls_resolve_level_by_level():
     # Both relative BaseURLs stay inside the directory the rewritten root maps: kept as written.
     assert "<BaseURL>p1/</BaseURL>" in out and "<BaseURL>../other/</BaseURL>" in out
     gateway_root = "https://gw.example/p/T/manifest.mpd"
-    chain = resolve(resolve(resolve(gateway_root, "../G/https~cdn.example/root/"), "p1/"), _between(out, "<AdaptationSet><BaseURL>", "</BaseURL>"))
+    chain = resolve(
+        resolve(resolve(gateway_root, "../G/https~cdn.example/root/"), "p1/"),
+        _between(out, "<AdaptationSet><BaseURL>", "</BaseURL>"),
+    )
     assert resolve(chain, "s1.m4s") == "https://gw.example/p/G/https~cdn.example/root/other/s1.m4s"
 
 
@@ -160,11 +162,19 @@ def test_hostile_or_malformed_documents_are_refused(body):
 
 def test_the_size_limit_is_enforced():
     with pytest.raises(PlaylistError, match="larger than"):
-        dash.rewrite_mpd(mpd(TEMPLATE).encode(), base_url=BASE, keep_relative_inside=KEEP, make_ref=ref, max_bytes=100)
+        dash.rewrite_mpd(
+            mpd(TEMPLATE).encode(),
+            base_url=BASE,
+            keep_relative_inside=KEEP,
+            make_ref=ref,
+            max_bytes=100,
+        )
 
 
 def test_is_mpd_reads_the_start_of_a_body():
-    assert dash.is_mpd(b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
+    assert dash.is_mpd(
+        b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">'
+    )
     assert dash.is_mpd(b"<mpd:MPD xmlns:mpd='urn:mpeg:dash:schema:mpd:2011'>")
     assert not dash.is_mpd(b"#EXTM3U\n")
     assert not dash.is_mpd(b"<html>")
@@ -172,8 +182,11 @@ def test_is_mpd_reads_the_start_of_a_body():
 
 @pytest.mark.parametrize(
     ("attrs", "dynamic", "period"),
-    [(' type="static"', False, None), (' type="dynamic" minimumUpdatePeriod="PT2S"', True, 2.0),
-     (' type="dynamic" minimumUpdatePeriod="P0Y0M0DT0H1M0.500S"', True, 60.5)],
+    [
+        (' type="static"', False, None),
+        (' type="dynamic" minimumUpdatePeriod="PT2S"', True, 2.0),
+        (' type="dynamic" minimumUpdatePeriod="P0Y0M0DT0H1M0.500S"', True, 60.5),
+    ],
 )
 def test_inspect_reads_type_and_update_period(attrs, dynamic, period):
     info = dash.inspect_mpd(mpd(TEMPLATE, attrs).encode())
@@ -187,9 +200,12 @@ def test_a_live_mpd_keeps_its_timing_attributes_and_timeline():
         "</AdaptationSet></Period>",
         ' type="dynamic" availabilityStartTime="2026-01-01T00:00:00Z" publishTime="2026-01-01T00:10:00Z"',
     )
-    assert rewrite(body, keep=None).replace(
-        "<BaseURL>../G/https~origin.example/vod/title/</BaseURL>\n", ""
-    ) == body
+    assert (
+        rewrite(body, keep=None).replace(
+            "<BaseURL>../G/https~origin.example/vod/title/</BaseURL>\n", ""
+        )
+        == body
+    )
 
 
 CORPUS_FILES = sorted(CORPUS.glob("*.mpd")) if CORPUS.is_dir() else []
@@ -199,8 +215,11 @@ CORPUS_FILES = sorted(CORPUS.glob("*.mpd")) if CORPUS.is_dir() else []
 def test_corpus_mpds_stay_well_formed_with_every_template_intact(path):
     original = path.read_bytes()
     out = dash.rewrite_mpd(
-        original, base_url="https://origin.example/a/b/manifest.mpd", keep_relative_inside=None,
-        make_ref=lambda u: "https://gw.example/R/" + u.replace("://", "~"), max_bytes=10**8,
+        original,
+        base_url="https://origin.example/a/b/manifest.mpd",
+        keep_relative_inside=None,
+        make_ref=lambda u: "https://gw.example/R/" + u.replace("://", "~"),
+        max_bytes=10**8,
     )
     lenient = etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
     before, after = etree.fromstring(original, lenient), etree.fromstring(out, lenient)

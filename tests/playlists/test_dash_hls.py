@@ -125,11 +125,17 @@ def test_each_audio_adaptation_set_is_one_rendition_of_its_best_representation()
     assert set(media) == {"a-aac-128.m3u8", "a-ec3.m3u8"}
     english, german = media["a-aac-128.m3u8"], media["a-ec3.m3u8"]
     assert (english.type, english.group_id, english.language, english.name) == (
-        "AUDIO", "audio", "en", "en"
+        "AUDIO",
+        "audio",
+        "en",
+        "en",
     )
     assert (english.default, english.autoselect, english.channels) == ("YES", "YES", "2")
     assert (german.name, german.language, german.default, german.channels) == (
-        "Deutsch (5.1)", "de", "NO", "6"
+        "Deutsch (5.1)",
+        "de",
+        "NO",
+        "6",
     )
 
 
@@ -290,7 +296,9 @@ ON_DEMAND = """
 
 
 def test_segment_base_names_the_index_range_and_lists_the_sidx_subsegments():
-    presentation = read_mpd(mpd(ON_DEMAND, ' type="static" mediaPresentationDuration="PT9S"'), MPD_URL)
+    presentation = read_mpd(
+        mpd(ON_DEMAND, ' type="static" mediaPresentationDuration="PT9S"'), MPD_URL
+    )
     film = "https://origin.example/vod/title/film.mp4"
     assert sidx_byte_range(presentation, "v-v") == (film, 1000, 1199)
     sidx = make_sidx([(5000, 4000), (6000, 4000), (700, 1000)], first_offset=100)
@@ -360,7 +368,10 @@ def test_periods_play_in_order_with_a_discontinuity_and_the_same_representation(
     text = media_playlist(presentation, "v-hi", same)
     playlist = m3u8.loads(text)
     assert [s.uri.split("title/")[1] for s in playlist.segments] == [
-        "ad/hi/1.m4s", "ad/hi/2.m4s", "main/1080/1.m4s", "main/1080/2.m4s"
+        "ad/hi/1.m4s",
+        "ad/hi/2.m4s",
+        "main/1080/1.m4s",
+        "main/1080/2.m4s",
     ]
     assert [s.discontinuity for s in playlist.segments] == [False, False, True, False]
     assert text.count("#EXT-X-MAP:") == 2
@@ -393,14 +404,29 @@ def test_a_later_period_that_cannot_continue_a_rendition_is_refused():
         (mpd(VIDEO_AUDIO, ' type="dynamic"'), "dynamic MPDs cannot be served as HLS"),
         (b'<!DOCTYPE MPD [<!ENTITY x "y">]><MPD xmlns="urn:mpeg:dash:schema:mpd:2011"/>', "DTD"),
         (b"<MPD", "not well-formed"),
-        (mpd(VIDEO_AUDIO.replace('mimeType="video/mp4"', 'mimeType="video/webm"')), "not fMP4/CMAF"),
         (
-            mpd(VIDEO_AUDIO.replace("<SegmentTemplate", '<ContentProtection value="cenc"/><SegmentTemplate', 1)),
+            mpd(VIDEO_AUDIO.replace('mimeType="video/mp4"', 'mimeType="video/webm"')),
+            "not fMP4/CMAF",
+        ),
+        (
+            mpd(
+                VIDEO_AUDIO.replace(
+                    "<SegmentTemplate", '<ContentProtection value="cenc"/><SegmentTemplate', 1
+                )
+            ),
             "encrypted",
         ),
         (mpd('<Period><AdaptationSet mimeType="text/vtt"/></Period>'), "no Period with media"),
         (mpd(VIDEO_AUDIO.replace("$Number%05d$", "$SubNumber$")), "$SubNumber$"),
-        (mpd(VIDEO_AUDIO.replace('initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number%05d$.m4s"', 'media="$Number$.m4s"')), "without an initialization"),
+        (
+            mpd(
+                VIDEO_AUDIO.replace(
+                    'initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number%05d$.m4s"',
+                    'media="$Number$.m4s"',
+                )
+            ),
+            "without an initialization",
+        ),
         (mpd(VIDEO_AUDIO, ' type="static"'), "no duration to count"),
         (mpd(VIDEO_AUDIO, ' type="static" mediaPresentationDuration="P400D"'), "more than"),
         (mpd(VIDEO_AUDIO.replace("<Period>", "<Period><BaseURL>ftp://x/</BaseURL>")), "not http"),
@@ -435,7 +461,10 @@ def test_the_size_limit_is_enforced():
 @pytest.mark.parametrize("version", [0, 1])
 def test_sidx_references_follow_the_box_and_its_first_offset(version):
     sidx = make_sidx([(100, 48000), (50, 24000)], timescale=48000, first_offset=7, version=version)
-    assert parse_sidx(sidx, 500) == [(500 + len(sidx) + 7, 100, 1.0), (500 + len(sidx) + 107, 50, 0.5)]
+    assert parse_sidx(sidx, 500) == [
+        (500 + len(sidx) + 7, 100, 1.0),
+        (500 + len(sidx) + 107, 50, 0.5),
+    ]
 
 
 def test_boxes_before_the_sidx_are_skipped():
@@ -485,7 +514,8 @@ def test_the_sidx_of_a_real_single_file_dash_tiles_the_file(media):
 
 
 @pytest.mark.parametrize(
-    "path", ["dash/manifest.mpd", "dash-tl/manifest.mpd", "dash-sb/manifest.mpd", "dash-mp/manifest.mpd"]
+    "path",
+    ["dash/manifest.mpd", "dash-tl/manifest.mpd", "dash-sb/manifest.mpd", "dash-mp/manifest.mpd"],
 )
 def test_every_segment_of_ffmpegs_mpds_names_a_file_ffmpeg_wrote(media, path):
     base = "http://origin.test/"
@@ -554,7 +584,9 @@ def test_every_static_corpus_mpd_converts_or_is_refused_with_a_reason(name):
     named = {p.uri for p in master.playlists} | {m.uri for m in master.media}
     assert named <= {media_uri(r) for r in presentation.renditions}
     for rendition in presentation.renditions:
-        text = media_playlist(presentation, rendition.name, same, synthetic_sidx(presentation, rendition))
+        text = media_playlist(
+            presentation, rendition.name, same, synthetic_sidx(presentation, rendition)
+        )
         playlist = m3u8.loads(text)
         assert playlist.is_endlist and playlist.playlist_type == "vod" and playlist.segments
         assert all(s.uri.startswith(("http://", "https://")) for s in playlist.segments)
@@ -563,7 +595,9 @@ def test_every_static_corpus_mpd_converts_or_is_refused_with_a_reason(name):
         assert sum(durations(playlist)) == pytest.approx(expected, abs=playlist.target_duration)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.mpd") if p.name not in STATIC))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CORPUS.glob("*.mpd") if p.name not in STATIC)
+)
 def test_dynamic_corpus_mpds_are_refused(name):
     with pytest.raises(DashToHlsError, match="dynamic MPDs cannot be served as HLS"):
         read_mpd((CORPUS / name).read_bytes(), "https://origin.example/" + name)
@@ -591,4 +625,9 @@ def test_a_mutated_corpus_mpd_converts_or_raises_dash_to_hls_error(data):
 
 
 def test_the_module_says_what_it_exports():
-    assert set(dash_hls.__all__) >= {"read_mpd", "master_playlist", "media_playlist", "sidx_byte_range"}
+    assert set(dash_hls.__all__) >= {
+        "read_mpd",
+        "master_playlist",
+        "media_playlist",
+        "sidx_byte_range",
+    }

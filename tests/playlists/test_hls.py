@@ -53,7 +53,9 @@ def test_a_playlist_starts_with_extm3u_after_optional_bom_and_whitespace(head):
     assert is_playlist(head)
 
 
-@pytest.mark.parametrize("head", [b"", b"<MPD>", b"# EXTM3U", b"x#EXTM3U", b"\xef\xbb\xbf", b"EXTM3U"])
+@pytest.mark.parametrize(
+    "head", [b"", b"<MPD>", b"# EXTM3U", b"x#EXTM3U", b"\xef\xbb\xbf", b"EXTM3U"]
+)
 def test_anything_else_is_not_a_playlist(head):
     assert not is_playlist(head)
 
@@ -71,13 +73,19 @@ def test_inspect_recognises_a_master_playlist():
 def test_inspect_reads_a_vod_playlist():
     body = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:6,\na.ts\n#EXT-X-ENDLIST\n"
     assert inspect(body) == PlaylistInfo(
-        is_master=False, has_endlist=True, target_duration=6.0, media_sequence=7, playlist_type="VOD"
+        is_master=False,
+        has_endlist=True,
+        target_duration=6.0,
+        media_sequence=7,
+        playlist_type="VOD",
     )
     assert not inspect(body).is_live
 
 
 def test_inspect_treats_a_playlist_without_endlist_as_live():
-    info = inspect(b"#EXTM3U\r\n#EXT-X-TARGETDURATION:2\r\n#EXT-X-MEDIA-SEQUENCE:1234\r\n#EXTINF:2,\r\na.ts\r\n")
+    info = inspect(
+        b"#EXTM3U\r\n#EXT-X-TARGETDURATION:2\r\n#EXT-X-MEDIA-SEQUENCE:1234\r\n#EXTINF:2,\r\na.ts\r\n"
+    )
     assert info.is_live
     assert info.media_sequence == 1234
     assert info.target_duration == 2.0
@@ -96,7 +104,9 @@ def test_inspect_counts_a_vod_playlist_without_endlist_as_finished():
 
 
 def test_inspect_tolerates_garbage_values():
-    info = inspect(b"#EXTM3U\n#EXT-X-TARGETDURATION:1.2.3\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:4,\na.ts\n")
+    info = inspect(
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:1.2.3\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:4,\na.ts\n"
+    )
     assert info.target_duration is None
     assert info.media_sequence == 0
 
@@ -105,7 +115,9 @@ def test_inspect_tolerates_garbage_values():
 
 
 def test_relative_segments_inside_the_kept_directory_stay_byte_identical():
-    body = media("#EXTINF:4,", "seg1.ts", "#EXTINF:4,", "sub/seg2.ts?x=1", "#EXTINF:4,", "./seg3.ts")
+    body = media(
+        "#EXTINF:4,", "seg1.ts", "#EXTINF:4,", "sub/seg2.ts?x=1", "#EXTINF:4,", "./seg3.ts"
+    )
     assert run(body) == body
 
 
@@ -150,7 +162,9 @@ def test_non_http_uris_stay_byte_identical(written):
 
 
 def test_surrounding_whitespace_of_a_uri_line_is_kept():
-    assert run(media("#EXTINF:4,", "  ../x.ts\t")) == media("#EXTINF:4,", "  " + ref("https://origin.example/vod/x.ts") + "\t")
+    assert run(media("#EXTINF:4,", "  ../x.ts\t")) == media(
+        "#EXTINF:4,", "  " + ref("https://origin.example/vod/x.ts") + "\t"
+    )
 
 
 def test_tags_between_extinf_and_its_uri_line_are_untouched():
@@ -193,7 +207,9 @@ def test_a_playlist_with_nothing_to_change_comes_back_as_the_same_bytes():
 
 
 def test_non_ascii_text_survives_the_rewrite():
-    body = media('#EXT-X-MEDIA:TYPE=AUDIO,NAME="Français",URI="../fr.m3u8"', "#EXTINF:4,Ünïcödé", "séance.ts")
+    body = media(
+        '#EXT-X-MEDIA:TYPE=AUDIO,NAME="Français",URI="../fr.m3u8"', "#EXTINF:4,Ünïcödé", "séance.ts"
+    )
     assert run(body) == body.replace("../fr.m3u8", ref("https://origin.example/vod/fr.m3u8"))
 
 
@@ -222,7 +238,9 @@ ATTRIBUTE_TAGS = [
 @pytest.mark.parametrize("template", ATTRIBUTE_TAGS)
 def test_uri_attributes_outside_the_directory_are_rewritten(template):
     body = media(template.format("../up/x.bin"), "#EXTINF:4,", "seg.ts")
-    expected = media(template.format(ref("https://origin.example/vod/up/x.bin")), "#EXTINF:4,", "seg.ts")
+    expected = media(
+        template.format(ref("https://origin.example/vod/up/x.bin")), "#EXTINF:4,", "seg.ts"
+    )
     assert run(body) == expected
 
 
@@ -240,12 +258,16 @@ def test_uri_attributes_of_a_redirected_playlist_are_rewritten(template):
 
 def test_quoted_commas_and_equals_signs_do_not_split_attributes():
     line = '#EXT-X-MEDIA:TYPE=SUBTITLES,NAME="a,URI=b",CHARACTERISTICS="x,y=z",URI="../s,1.m3u8",LANGUAGE="en"'
-    assert run(media(line)) == media(line.replace("../s,1.m3u8", ref("https://origin.example/vod/s,1.m3u8")))
+    assert run(media(line)) == media(
+        line.replace("../s,1.m3u8", ref("https://origin.example/vod/s,1.m3u8"))
+    )
 
 
 def test_uri_looking_text_in_other_attributes_is_not_a_uri():
     line = '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="../g",NAME="http://x/y",URI="a.m3u8"'
-    assert run(media(line), keep=None) == media(line.replace('"a.m3u8"', f'"{ref(DIRECTORY + "a.m3u8")}"'))
+    assert run(media(line), keep=None) == media(
+        line.replace('"a.m3u8"', f'"{ref(DIRECTORY + "a.m3u8")}"')
+    )
 
 
 def test_daterange_client_attributes_that_are_not_urls_are_untouched():
@@ -275,18 +297,27 @@ def test_several_uri_attributes_on_one_line_are_all_rewritten():
 
 
 def test_defined_variables_are_substituted_before_resolving():
-    body = media('#EXT-X-DEFINE:NAME="cdn",VALUE="https://cdn.example/p"', "#EXTINF:4,", "{$cdn}/seg.ts")
+    body = media(
+        '#EXT-X-DEFINE:NAME="cdn",VALUE="https://cdn.example/p"', "#EXTINF:4,", "{$cdn}/seg.ts"
+    )
     assert run(body) == body.replace("{$cdn}/seg.ts", ref("https://cdn.example/p/seg.ts"))
 
 
 def test_a_substituted_uri_that_stays_inside_keeps_its_original_text():
-    body = media('#EXT-X-DEFINE:NAME="v",VALUE="720p"', '#EXT-X-MAP:URI="{$v}/init.mp4"', "#EXTINF:4,", "{$v}/seg.ts")
+    body = media(
+        '#EXT-X-DEFINE:NAME="v",VALUE="720p"',
+        '#EXT-X-MAP:URI="{$v}/init.mp4"',
+        "#EXTINF:4,",
+        "{$v}/seg.ts",
+    )
     assert run(body) == body
 
 
 def test_queryparam_variables_come_from_the_playlist_url():
     body = media('#EXT-X-DEFINE:QUERYPARAM="token"', "#EXTINF:4,", "../seg.ts?token={$token}")
-    assert run(body) == body.replace("../seg.ts?token={$token}", ref("https://origin.example/vod/seg.ts?token=abc"))
+    assert run(body) == body.replace(
+        "../seg.ts?token={$token}", ref("https://origin.example/vod/seg.ts?token=abc")
+    )
 
 
 def test_a_queryparam_missing_from_the_url_leaves_the_uri_alone():
@@ -295,7 +326,12 @@ def test_a_queryparam_missing_from_the_url_leaves_the_uri_alone():
 
 
 def test_imported_variables_are_left_for_the_player():
-    body = media('#EXT-X-DEFINE:IMPORT="auth"', '#EXT-X-MAP:URI="../init.mp4{$auth}"', "#EXTINF:4,", "../seg.ts{$auth}")
+    body = media(
+        '#EXT-X-DEFINE:IMPORT="auth"',
+        '#EXT-X-MAP:URI="../init.mp4{$auth}"',
+        "#EXTINF:4,",
+        "../seg.ts{$auth}",
+    )
     assert run(body, keep=None) == body
 
 
@@ -304,7 +340,13 @@ def test_imported_variables_are_left_for_the_player():
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"<html>not a playlist</html>", b"#EXTM3U\n#EXTINF:4,\nseg\x00.ts\n", b"#EXTM3U\n#EXTINF:4,\nse\xffg.ts\n", b"#EXTM3U\n\xc3("],
+    [
+        b"",
+        b"<html>not a playlist</html>",
+        b"#EXTM3U\n#EXTINF:4,\nseg\x00.ts\n",
+        b"#EXTM3U\n#EXTINF:4,\nse\xffg.ts\n",
+        b"#EXTM3U\n\xc3(",
+    ],
 )
 def test_unusable_bodies_raise_playlist_error_with_one_line(body):
     with pytest.raises(PlaylistError) as caught:
@@ -319,12 +361,15 @@ def test_a_ten_thousand_segment_vod_playlist_rewrites_quickly():
     body = media(*(f"#EXTINF:4.000,\nseg_{i:05d}.ts" for i in range(10_000))).encode()
     number = 20
     kept = timeit.timeit(
-        lambda: rewrite(body, base_url=BASE, keep_relative_inside=DIRECTORY, make_ref=ref), number=number
+        lambda: rewrite(body, base_url=BASE, keep_relative_inside=DIRECTORY, make_ref=ref),
+        number=number,
     )
     redirected = timeit.timeit(
         lambda: rewrite(body, base_url=BASE, keep_relative_inside=None, make_ref=ref), number=number
     )
-    print(f"\n10k segments: kept relative {kept / number * 1e3:.2f} ms, all rewritten {redirected / number * 1e3:.2f} ms")
+    print(
+        f"\n10k segments: kept relative {kept / number * 1e3:.2f} ms, all rewritten {redirected / number * 1e3:.2f} ms"
+    )
     assert rewrite(body, base_url=BASE, keep_relative_inside=DIRECTORY, make_ref=ref) is body
 
 
@@ -343,7 +388,9 @@ _URIS = st.one_of(
 )
 _PADDING = st.sampled_from(["", " ", "\t"])
 _EXTRA_TAGS = st.lists(
-    st.sampled_from(["#EXT-X-DISCONTINUITY", "#EXT-X-BYTERANGE:10@0", "# comment", "", "#EXT-X-VENDOR:A=\"x,y\""]),
+    st.sampled_from(
+        ["#EXT-X-DISCONTINUITY", "#EXT-X-BYTERANGE:10@0", "# comment", "", '#EXT-X-VENDOR:A="x,y"']
+    ),
     max_size=3,
 )
 _SEGMENTS = st.lists(st.tuples(_EXTRA_TAGS, _PADDING, _URIS, _PADDING), min_size=1, max_size=20)
@@ -409,7 +456,9 @@ def vod_playlist(uris: list[str], tags: list[str], ending: str) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(
     names=_ODD_NAMES,
-    stray=st.sampled_from(["", "https://other.example/x/", "rel/", "HTTPS://cdn.example/vod/title/"]),
+    stray=st.sampled_from(
+        ["", "https://other.example/x/", "rel/", "HTTPS://cdn.example/vod/title/"]
+    ),
     key=st.booleans(),
     ending=_ENDINGS,
 )
@@ -430,7 +479,9 @@ def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
         return RefMaker(Signer(b"test-secret-0123456789"), Grant("https://cdn.example/"), "../")
 
     one_pass = refs()
-    expected = rewrite(body, base_url=_CDN + "index.m3u8", keep_relative_inside=_CDN, make_ref=refs())
+    expected = rewrite(
+        body, base_url=_CDN + "index.m3u8", keep_relative_inside=_CDN, make_ref=refs()
+    )
     got = rewrite(
         body,
         base_url=_CDN + "index.m3u8",
@@ -439,7 +490,6 @@ def test_a_one_directory_playlist_rewrites_the_same_in_one_pass_as_line_by_line(
         directory_ref=one_pass.directory,
     )
     assert got == expected
-
 
 
 def one_directory_by_pattern(uri_lines: str) -> str | None:
@@ -467,6 +517,7 @@ def test_the_one_directory_shortcut_agrees_with_its_regular_expression(names, en
     uri_lines = "".join(f"\n{_CDN}{name}{cr}" for name in ["seg.ts", *names])
     assert _one_absolute_directory(uri_lines) == one_directory_by_pattern(uri_lines)
 
+
 @settings(max_examples=300, deadline=None)
 @given(
     names=_ODD_NAMES,
@@ -490,7 +541,6 @@ def test_flat_names_not_kept_rewrite_the_same_in_one_pass_as_line_by_line(
     line_by_line = _Rewriter(base, keep, ref).every_line(body.decode())
     expected = body if line_by_line is None else line_by_line.encode()
     assert rewrite(body, base_url=base, keep_relative_inside=keep, make_ref=ref) == expected
-
 
 
 @settings(max_examples=300, deadline=None)
@@ -526,6 +576,7 @@ def test_flat_names_not_kept_rewrite_with_one_prefix_as_line_by_line(
         directory_ref=one_pass.directory,
     )
     assert got == expected
+
 
 # --- corpus --------------------------------------------------------------------------------
 
@@ -624,7 +675,9 @@ def test_the_uris_found_match_what_the_m3u8_package_parses(path):
     ]
     assert _uris_found(out) == len(uri_lines)
     out_lines = out.decode("utf-8-sig").split("\n")
-    media_refs = sum(line.count('URI="REF(') for line in out_lines if line.startswith("#EXT-X-MEDIA:"))
+    media_refs = sum(
+        line.count('URI="REF(') for line in out_lines if line.startswith("#EXT-X-MEDIA:")
+    )
     assert media_refs == sum(1 for item in parsed.media if item.uri)
     # m3u8 keeps one Key per distinct key, so compare the sets.
     key_refs = {

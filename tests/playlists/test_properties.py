@@ -52,8 +52,18 @@ def mutated(draw, files: list[Path]) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         lines = body.split(b"\n")
         at = draw(st.integers(0, max(0, len(lines) - 1)))
-        kind = draw(st.sampled_from(["delete line", "duplicate line", "insert line",
-                                     "insert bytes", "delete bytes", "swap lines"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "delete line",
+                    "duplicate line",
+                    "insert line",
+                    "insert bytes",
+                    "delete bytes",
+                    "swap lines",
+                ]
+            )
+        )
         if kind == "delete line" and len(lines) > 1:
             del lines[at]
         elif kind == "duplicate line":

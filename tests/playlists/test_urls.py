@@ -11,21 +11,47 @@ BASE = "http://a/b/c/d;p?q"
 
 # RFC 3986 §5.4.1 and §5.4.2, verbatim.
 RFC_EXAMPLES = [
-    ("g:h", "g:h"), ("g", "http://a/b/c/g"), ("./g", "http://a/b/c/g"),
-    ("g/", "http://a/b/c/g/"), ("/g", "http://a/g"), ("//g", "http://g"),
-    ("?y", "http://a/b/c/d;p?y"), ("g?y", "http://a/b/c/g?y"), ("#s", "http://a/b/c/d;p?q#s"),
-    ("g#s", "http://a/b/c/g#s"), ("g?y#s", "http://a/b/c/g?y#s"), (";x", "http://a/b/c/;x"),
-    ("g;x", "http://a/b/c/g;x"), ("", "http://a/b/c/d;p?q"), (".", "http://a/b/c/"),
-    ("./", "http://a/b/c/"), ("..", "http://a/b/"), ("../", "http://a/b/"),
-    ("../g", "http://a/b/g"), ("../..", "http://a/"), ("../../", "http://a/"),
-    ("../../g", "http://a/g"), ("../../../g", "http://a/g"), ("../../../../g", "http://a/g"),
-    ("/./g", "http://a/g"), ("/../g", "http://a/g"), ("g.", "http://a/b/c/g."),
-    (".g", "http://a/b/c/.g"), ("g..", "http://a/b/c/g.."), ("..g", "http://a/b/c/..g"),
-    ("./../g", "http://a/b/g"), ("./g/.", "http://a/b/c/g/"), ("g/./h", "http://a/b/c/g/h"),
-    ("g/../h", "http://a/b/c/h"), ("g;x=1/./y", "http://a/b/c/g;x=1/y"),
-    ("g;x=1/../y", "http://a/b/c/y"), ("g?y/./x", "http://a/b/c/g?y/./x"),
-    ("g?y/../x", "http://a/b/c/g?y/../x"), ("g#s/./x", "http://a/b/c/g#s/./x"),
-    ("g#s/../x", "http://a/b/c/g#s/../x"), ("http:g", "http:g"),
+    ("g:h", "g:h"),
+    ("g", "http://a/b/c/g"),
+    ("./g", "http://a/b/c/g"),
+    ("g/", "http://a/b/c/g/"),
+    ("/g", "http://a/g"),
+    ("//g", "http://g"),
+    ("?y", "http://a/b/c/d;p?y"),
+    ("g?y", "http://a/b/c/g?y"),
+    ("#s", "http://a/b/c/d;p?q#s"),
+    ("g#s", "http://a/b/c/g#s"),
+    ("g?y#s", "http://a/b/c/g?y#s"),
+    (";x", "http://a/b/c/;x"),
+    ("g;x", "http://a/b/c/g;x"),
+    ("", "http://a/b/c/d;p?q"),
+    (".", "http://a/b/c/"),
+    ("./", "http://a/b/c/"),
+    ("..", "http://a/b/"),
+    ("../", "http://a/b/"),
+    ("../g", "http://a/b/g"),
+    ("../..", "http://a/"),
+    ("../../", "http://a/"),
+    ("../../g", "http://a/g"),
+    ("../../../g", "http://a/g"),
+    ("../../../../g", "http://a/g"),
+    ("/./g", "http://a/g"),
+    ("/../g", "http://a/g"),
+    ("g.", "http://a/b/c/g."),
+    (".g", "http://a/b/c/.g"),
+    ("g..", "http://a/b/c/g.."),
+    ("..g", "http://a/b/c/..g"),
+    ("./../g", "http://a/b/g"),
+    ("./g/.", "http://a/b/c/g/"),
+    ("g/./h", "http://a/b/c/g/h"),
+    ("g/../h", "http://a/b/c/h"),
+    ("g;x=1/./y", "http://a/b/c/g;x=1/y"),
+    ("g;x=1/../y", "http://a/b/c/y"),
+    ("g?y/./x", "http://a/b/c/g?y/./x"),
+    ("g?y/../x", "http://a/b/c/g?y/../x"),
+    ("g#s/./x", "http://a/b/c/g#s/./x"),
+    ("g#s/../x", "http://a/b/c/g#s/../x"),
+    ("http:g", "http:g"),
 ]
 
 
@@ -36,7 +62,10 @@ def test_resolution_follows_rfc_3986(reference, expected):
 
 def test_resolution_never_re_encodes_what_signed_urls_carry():
     base = "https://cdn.example/v/a%2Fb/index.m3u8?token=x%3D%3D&exp=1"
-    assert resolve(base, "seg%2F1.ts?sig=ab%2Bcd%3D") == "https://cdn.example/v/a%2Fb/seg%2F1.ts?sig=ab%2Bcd%3D"
+    assert (
+        resolve(base, "seg%2F1.ts?sig=ab%2Bcd%3D")
+        == "https://cdn.example/v/a%2Fb/seg%2F1.ts?sig=ab%2Bcd%3D"
+    )
 
 
 def test_protocol_relative_references_take_the_playlist_scheme():
@@ -59,8 +88,22 @@ def test_the_directory_of_a_url_ends_at_its_last_slash(url, directory):
 
 @pytest.mark.parametrize(
     "rest",
-    ["../x.ts", "a/../../x.ts", "%2e%2e/x.ts", "%2E%2e/x", "..%2fx.ts", "..%5cx.ts", "a/..\\..\\x",
-     "%252e%252e/x.ts", "x%00.ts", "/etc/passwd", "%2fetc/passwd", "..", "a/../..", "a/%2e/b"],
+    [
+        "../x.ts",
+        "a/../../x.ts",
+        "%2e%2e/x.ts",
+        "%2E%2e/x",
+        "..%2fx.ts",
+        "..%5cx.ts",
+        "a/..\\..\\x",
+        "%252e%252e/x.ts",
+        "x%00.ts",
+        "/etc/passwd",
+        "%2fetc/passwd",
+        "..",
+        "a/../..",
+        "a/%2e/b",
+    ],
 )
 def test_rest_paths_that_could_climb_out_are_refused(rest):
     with pytest.raises(PathEscapeError):
@@ -73,7 +116,8 @@ def test_ordinary_rest_paths_pass_unchanged(rest):
 
 
 @pytest.mark.parametrize(
-    ("rest", "normal"), [("./x/../seg.ts", "seg.ts"), ("a/./b.ts", "a/b.ts"), ("a/b/../c.ts", "a/c.ts")]
+    ("rest", "normal"),
+    [("./x/../seg.ts", "seg.ts"), ("a/./b.ts", "a/b.ts"), ("a/b/../c.ts", "a/c.ts")],
 )
 def test_dot_segments_that_stay_inside_are_resolved(rest, normal):
     assert normalize_rest(rest) == normal

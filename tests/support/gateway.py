@@ -32,12 +32,16 @@ class RunningGateway:
 
     def mint(self, upstream_url: str, headers: Headers = (), ttl: float | None = None) -> str:
         """A gateway URL for `upstream_url`, on the socket this gateway really listens on."""
-        path = self.state.links.mint(upstream_url, headers, ttl)[len(self.state.links.public_base) :]
+        path = self.state.links.mint(upstream_url, headers, ttl)[
+            len(self.state.links.public_base) :
+        ]
         return self.base_url + path
 
     def mint_as_hls(self, source_url: str, headers: Headers = ()) -> str:
         """A gateway URL serving the MP4 or MPD at `source_url` as HLS."""
-        path = self.state.links.mint_as_hls(source_url, headers)[len(self.state.links.public_base) :]
+        path = self.state.links.mint_as_hls(source_url, headers)[
+            len(self.state.links.public_base) :
+        ]
         return self.base_url + path
 
 

@@ -206,7 +206,9 @@ class LowLatencyOrigin:
                 # A preload hint is requested before its part exists: hold it, then send it.
                 if not await self._wait_for(msn, int(part_text), 3.0):
                     return web.Response(status=404, text="no such part\n")
-                return web.Response(body=self.part_bytes(msn, int(part_text)), content_type="video/mp4")
+                return web.Response(
+                    body=self.part_bytes(msn, int(part_text)), content_type="video/mp4"
+                )
             if not self.is_published(msn, PARTS_PER_SEGMENT - 1):
                 return web.Response(status=404, text="no such segment\n")
             return web.Response(body=self.segment_bytes(msn), content_type="video/mp4")

@@ -82,7 +82,9 @@ class Nginx:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             if self._process.poll() is not None:
-                raise RuntimeError(self._process.stderr.read().decode() if self._process.stderr else "")
+                raise RuntimeError(
+                    self._process.stderr.read().decode() if self._process.stderr else ""
+                )
             time.sleep(0.05)
         raise RuntimeError("nginx did not start")
 

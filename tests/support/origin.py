@@ -133,8 +133,10 @@ class Origin:
 
         suffix = Path(path).suffix.lower()
         headers = CIMultiDict(behaviour.headers)
-        headers.setdefault("Content-Type", behaviour.content_type
-                           or CONTENT_TYPES.get(suffix, "application/octet-stream"))
+        headers.setdefault(
+            "Content-Type",
+            behaviour.content_type or CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        )
         etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
         headers["ETag"] = etag
         headers["Accept-Ranges"] = "bytes"
@@ -174,7 +176,11 @@ class Origin:
         return response
 
     async def _send_lying(
-        self, request: web.Request, status: int, headers: CIMultiDict[str], body: bytes,
+        self,
+        request: web.Request,
+        status: int,
+        headers: CIMultiDict[str],
+        body: bytes,
         how: Behaviour,
     ) -> None:
         """A body whose length disagrees with its Content-Length, so written on the raw socket

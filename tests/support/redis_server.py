@@ -34,8 +34,19 @@ def throwaway_redis(workdir: Path) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed (tests/run.sh installs it)")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -130,9 +141,22 @@ def throwaway_cluster(workdir: Path, nodes: int = 3) -> Iterator[str]:
     processes = [
         _server(
             binary,
-            ["--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir)],
+            [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
             workdir,
         )
         for port in ports
