@@ -1,11 +1,10 @@
 """ffmpeg and dash.js play DASH through the gateway: templates, byte ranges and redirects."""
 
-import asyncio
 import re
 
 import pytest
 
-from tests.support.players import chromium_available, play_in_browser
+from tests.support.players import chromium_available, play_in_browser, remux
 
 pytestmark = pytest.mark.e2e
 
@@ -15,33 +14,6 @@ MPDS = {
     "segment-list-ranges": "/dash-sb/manifest.mpd",
     "segment-base-index": "/dash-sb/ondemand.mpd",
 }
-
-
-async def remux(url: str, out) -> bytes:
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        url,
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        "-mpegts_flags",
-        "+resend_headers",
-        "-muxdelay",
-        "0",
-        str(out),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return out.read_bytes()
 
 
 def media_requests(origin) -> list[str]:

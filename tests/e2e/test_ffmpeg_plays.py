@@ -1,10 +1,10 @@
 """ffmpeg, as an HLS client, plays every kind of stream through the gateway."""
 
-import asyncio
 import re
-from pathlib import Path
 
 import pytest
+
+from tests.support.players import remux
 
 pytestmark = pytest.mark.e2e
 
@@ -14,33 +14,6 @@ PLAYLISTS = {
     "aes": "/aes/index.m3u8",
     "master": "/master/master.m3u8",
 }
-
-
-async def remux(url: str, out: Path) -> None:
-    """What a player receives, made comparable: every stream copied into one file."""
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        url,
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        "-mpegts_flags",
-        "+resend_headers",
-        "-muxdelay",
-        "0",
-        str(out),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
 
 
 def media_requests(origin) -> list[str]:

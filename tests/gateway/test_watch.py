@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from playlists.urls import resolve
+from tests.support.players import remux
 
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -27,33 +28,6 @@ async def resolve_page(session, gw, page_url: str, **params) -> tuple[int, dict]
     ) as response:
         body = await response.read()
         return response.status, json.loads(body) if response.status == 200 else {"error": body}
-
-
-async def remux(url: str, out) -> bytes:
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        url,
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        "-mpegts_flags",
-        "+resend_headers",
-        "-muxdelay",
-        "0",
-        str(out),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return out.read_bytes()
 
 
 def local(gw, public_url: str) -> str:

@@ -1,4 +1,4 @@
-"""Real players for the e2e tests: VLC and hls.js / dash.js in headless Chromium.
+"""Real players for the e2e tests: ffmpeg, VLC and hls.js / dash.js in headless Chromium.
 
 Each is pointed at an HTTP URL and reports whether playback really happened, not just whether a
 process exited. `.ci/install-players.sh` installs what they need; the `*_available` checks let
@@ -68,6 +68,35 @@ class BrowserRun:
     log: str
     advanced: float = 0.0  # seconds played since the first picture (live starts mid-stream)
     stalls: int = 0  # hls.js buffer-stalled errors seen
+
+
+async def remux(url: str, out: Path) -> bytes:
+    """What ffmpeg, as a player, receives from `url`, made comparable: every stream copied
+    into one MPEG-TS file at `out`, whose bytes are returned."""
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        url,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        "-mpegts_flags",
+        "+resend_headers",
+        "-muxdelay",
+        "0",
+        str(out),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return await asyncio.to_thread(out.read_bytes)
 
 
 def vlc_available() -> bool:
