@@ -69,6 +69,8 @@ _HTTP = ("http://", "https://")
 _WHITESPACE = " \t\r\f\v"
 # Tags that need a look even without `URI` in them.
 _SPECIAL = ("#EXT-X-DEFINE:", "#EXT-X-DATERANGE:")
+# What a tag line that may carry a URI holds (in a playlist without variables).
+_URI_TAG_NEEDLES = ("URI", "#EXT-X-DATERANGE:")
 
 _TARGET_DURATION = re.compile(rb"^[ \t]*#EXT-X-TARGETDURATION:[ \t]*([0-9.]+)", re.MULTILINE)
 _MEDIA_SEQUENCE = re.compile(rb"^[ \t]*#EXT-X-MEDIA-SEQUENCE:[ \t]*([0-9]+)", re.MULTILINE)
@@ -152,11 +154,8 @@ def rewrite(
         directory = _one_absolute_directory(uri_lines)
     # Absolute URLs in one directory are not plain names: no need to look.
     all_plain = directory is None and plain_text and _uri_lines_all_plain(text, uri_lines)
-    # The tag lines stay as they are unless one may carry a URI; looked for once, in the
-    # text before its URI lines grow (a signed prefix can double the text's length).
-    has_uri_tags = "URI" in text or "#EXT-X-DATERANGE:" in text
     if rewriter.fast_keep and all_plain:
-        out = rewriter.tag_lines(text) if has_uri_tags else None
+        moved = text  # every URI line stays as written
     elif all_plain and "/" not in uri_lines and "\r" not in uri_lines:
         # Flat names beside a playlist that is not kept: each is `make_ref(directory + name)`,
         # made in one pass over the lines instead of a parse per line; with `directory_ref`,
@@ -164,20 +163,23 @@ def rewrite(
         beside = rewriter.base_directory
         if directory_ref is not None and "$" not in beside:
             prefix = "\n" + directory_ref(beside).replace("\\", "\\\\")
-            named = _URI_LINE_START.sub(prefix, text)
+            moved = _URI_LINE_START.sub(prefix, text)
         else:
-            named = "\n".join(
+            moved = "\n".join(
                 [
                     line if not line or line[0] == "#" else make_ref(beside + line)
                     for line in text.split("\n")
                 ]
             )
-        out = (rewriter.tag_lines(named) if has_uri_tags else None) or named
     elif directory is not None and directory_ref is not None:
         moved = text.replace("\n" + directory, "\n" + directory_ref(directory))
-        out = (rewriter.tag_lines(moved) if has_uri_tags else None) or moved
     else:
         out = rewriter.every_line(text)
+        return body if out is None else (bom + out).encode("utf-8")
+    # The URI lines are done; the tag lines stay as they are unless one may carry a URI,
+    # looked for in the text before its URI lines grew (a signed prefix can double it).
+    tagged = rewriter.tag_lines(moved) if any(n in text for n in _URI_TAG_NEEDLES) else None
+    out = tagged if tagged is not None else (None if moved is text else moved)
     return body if out is None else (bom + out).encode("utf-8")
 
 
@@ -334,7 +336,7 @@ class _Rewriter:
         VOD playlist costs a few C-level scans instead of a Python step per line.
         """
         starts: set[int] = set()
-        for needle in ("URI", "#EXT-X-DATERANGE:"):
+        for needle in _URI_TAG_NEEDLES:
             at = text.find(needle)
             while at >= 0:
                 start = text.rfind("\n", 0, at) + 1

@@ -82,8 +82,9 @@ class Fill:
         return self._expected is not None and self.written >= self._expected
 
     def flush(self) -> None:
-        """Write what was appended since the last flush (a short write is retried; a failed
-        one keeps the rest of the body in memory, for the readers only)."""
+        """Write what was appended since the last flush, creating the temp file on the first
+        (a short write is retried; a failed one, or a file the disk refuses, keeps the rest of
+        the body in memory, for the readers only)."""
         if self.disk_failed is not None or self.done:
             return
         pending, self._pending = self._pending, []

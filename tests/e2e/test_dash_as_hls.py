@@ -1,7 +1,6 @@
 """A static DASH MPD opened through the gateway as HLS: hls.js in Chromium and ffmpeg play it
 from the MPD's own segments, fetched through the ordinary `/p/` proxy and its cache."""
 
-import asyncio
 import re
 from collections import Counter
 
@@ -10,7 +9,7 @@ import m3u8
 import pytest
 
 from playlists.urls import resolve
-from tests.support.players import chromium_available, play_in_browser
+from tests.support.players import chromium_available, ffmpeg, play_in_browser
 
 pytestmark = pytest.mark.e2e
 
@@ -25,25 +24,7 @@ VIDEO_FRAMES = 4 * 25  # 4 s of testsrc2 at 25 fps
 
 async def decoded_frames(url: str) -> Counter:
     """Frames ffmpeg decodes from `url`, per output stream (0: video, 1: audio)."""
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-i",
-        url,
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0",
-        "-f",
-        "framecrc",
-        "-",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
+    out, err = await ffmpeg("-i", url, "-map", "0:v:0", "-map", "0:a:0", "-f", "framecrc", "-")
     assert not err.strip(), err.decode()[-2000:]
     return Counter(int(line.split(b",")[0]) for line in out.splitlines() if line[:1].isdigit())
 

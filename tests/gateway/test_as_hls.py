@@ -12,24 +12,14 @@ import m3u8
 import pytest
 import redis.asyncio
 
+from tests.support.players import ffmpeg, ffprobe
+
 LAYOUTS = {"faststart": "/long/faststart.mp4", "moov-last": "/long/moov-last.mp4"}
 FILE = LAYOUTS["faststart"]
 
 
 async def probe(*args: str) -> dict:
-    process = await asyncio.create_subprocess_exec(
-        "ffprobe",
-        "-v",
-        "error",
-        "-of",
-        "json",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return json.loads(out)
+    return json.loads(await ffprobe("-of", "json", *args))
 
 
 async def packets_per_stream(url: str) -> dict[str, int]:
@@ -44,21 +34,7 @@ async def packets_per_stream(url: str) -> dict[str, int]:
 
 
 async def decode_errors(url: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-i",
-        url,
-        "-f",
-        "null",
-        "-",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
+    _, err = await ffmpeg("-i", url, "-f", "null", "-")
     return err.decode()
 
 
@@ -93,11 +69,7 @@ async def test_ffmpeg_plays_every_frame_fetching_only_byte_ranges(
 async def many_frames(tmp_path, *options: str) -> bytes:
     """90 s of tiny 100 fps video and audio: a moov larger than the gateway's first probe."""
     out = tmp_path / "many-frames.mp4"
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
+    await ffmpeg(
         "-y",
         "-f",
         "lavfi",
@@ -120,7 +92,6 @@ async def many_frames(tmp_path, *options: str) -> bytes:
         *options,
         str(out),
     )
-    assert await asyncio.wait_for(process.wait(), 120) == 0
     return out.read_bytes()
 
 

@@ -37,12 +37,16 @@ def takes_attributes(directory: Path) -> bool:
     return True
 
 
-@pytest.fixture
-def attributes_work(tmp_path):
+def skip_without_attributes(directory: Path) -> None:
     """Tests of entries kept as attributes run where the file system has them (tmpfs before
     Linux 6.6 has none)."""
-    if not takes_attributes(tmp_path):
+    if not takes_attributes(directory):
         pytest.skip("no user extended attributes here")
+
+
+@pytest.fixture
+def attributes_work(tmp_path):
+    skip_without_attributes(tmp_path)
 
 
 def test_the_store_finds_whether_the_file_system_takes_attributes(tmp_path):
@@ -90,8 +94,8 @@ def test_a_scan_reads_both_kinds_and_orders_by_when_stored(tmp_path):
 
 @pytest.mark.parametrize("attributes", [True, False])
 def test_a_scan_removes_what_does_not_match_its_entry(tmp_path, attributes):
-    if attributes and not takes_attributes(tmp_path):
-        pytest.skip("no user extended attributes here")
+    if attributes:
+        skip_without_attributes(tmp_path)
     store = DiskStore(tmp_path, entry_attributes=attributes)
     store.prepare()
     kept, cut = entry("0a" * 32, 4), entry("0b" * 32, 4)

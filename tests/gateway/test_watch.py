@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from playlists.urls import resolve
-from tests.support.players import remux
+from tests.support.players import ffprobe, remux
 
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -95,18 +95,9 @@ async def test_separate_video_and_audio_formats_become_one_multivariant_playlist
     assert "#EXT-X-MEDIA:TYPE=AUDIO" in master and "#EXT-X-STREAM-INF" in master
     assert "127.0.0.1" not in master
     played = await remux(local(gw, info["play"]), tmp_path / "split.ts")
-    probe = await asyncio.create_subprocess_exec(
-        "ffprobe",
-        "-v",
-        "error",
-        "-show_entries",
-        "stream=codec_type",
-        "-of",
-        "csv=p=0",
-        str(tmp_path / "split.ts"),
-        stdout=asyncio.subprocess.PIPE,
+    kinds = await ffprobe(
+        "-show_entries", "stream=codec_type", "-of", "csv=p=0", str(tmp_path / "split.ts")
     )
-    kinds, _ = await probe.communicate()
     assert played and sorted(set(kinds.decode().split())) == ["audio", "video"]
 
 

@@ -67,6 +67,7 @@ _VIDEO = [
 ]
 _AUDIO = ["-c:a", "aac", "-b:a", "64k"]
 _HLS = ["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod", "-hls_list_size", "0"]
+_DASH = ["-f", "dash", "-seg_duration", "1"]
 
 
 @dataclass(frozen=True)
@@ -168,10 +169,7 @@ def _jobs(root: Path) -> list[list[str]]:
         ],
         [
             *both,
-            "-f",
-            "dash",
-            "-seg_duration",
-            "1",
+            *_DASH,
             "-use_template",
             "1",
             "-use_timeline",
@@ -184,10 +182,7 @@ def _jobs(root: Path) -> list[list[str]]:
         ],
         [
             *both,
-            "-f",
-            "dash",
-            "-seg_duration",
-            "1",
+            *_DASH,
             "-use_template",
             "1",
             "-use_timeline",
@@ -196,13 +191,10 @@ def _jobs(root: Path) -> list[list[str]]:
         ],
         [
             *both,
-            "-f",
-            "dash",
+            *_DASH,
             "-single_file",
             "1",
             "-global_sidx",
-            "1",
-            "-seg_duration",
             "1",
             "-single_file_name",
             "track-$RepresentationID$.mp4",

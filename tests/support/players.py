@@ -70,14 +70,31 @@ class BrowserRun:
     stalls: int = 0  # hls.js buffer-stalled errors seen
 
 
+async def ffmpeg(*args: str, seconds: float = 120) -> tuple[bytes, bytes]:
+    """`ffmpeg -nostdin -v error <args>`, which must succeed (else the test fails with the
+    end of what it logged): its stdout and its stderr."""
+    return await _run_tool("ffmpeg", "-nostdin", "-v", "error", *args, seconds=seconds)
+
+
+async def ffprobe(*args: str, seconds: float = 120) -> bytes:
+    """`ffprobe -v error <args>`, which must succeed: its stdout."""
+    out, _ = await _run_tool("ffprobe", "-v", "error", *args, seconds=seconds)
+    return out
+
+
+async def _run_tool(*command: str, seconds: float) -> tuple[bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), seconds)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return out, err
+
+
 async def remux(url: str, out: Path) -> bytes:
     """What ffmpeg, as a player, receives from `url`, made comparable: every stream copied
     into one MPEG-TS file at `out`, whose bytes are returned."""
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
+    await ffmpeg(
         "-y",
         "-i",
         url,
@@ -92,10 +109,7 @@ async def remux(url: str, out: Path) -> bytes:
         "-muxdelay",
         "0",
         str(out),
-        stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()[-2000:]
     return await asyncio.to_thread(out.read_bytes)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,30 +33,10 @@ def throwaway_redis(workdir: Path) -> Iterator[str]:
     if binary is None:
         raise RuntimeError("redis-server is not installed (tests/run.sh installs it)")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _server(binary, _ephemeral(port, workdir), workdir)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        deadline = time.monotonic() + 10
-        while not answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the throwaway redis-server did not start")
-            time.sleep(0.05)
+        _wait(lambda: answers(url), "the throwaway redis-server", timeout=10, process=process)
         yield url
     finally:
         process.terminate()
@@ -72,18 +52,32 @@ def redis_for_tests(workdir: Path) -> Iterator[str]:
         yield url
 
 
+def _ephemeral(port: int, workdir: Path) -> list[str]:
+    """A server's arguments: loopback only, on `port`, keeping nothing on disk."""
+    return [
+        "--bind", "127.0.0.1", "--port", str(port),
+        "--save", "", "--appendonly", "no", "--dir", str(workdir),
+    ]  # fmt: skip
+
+
 def _server(binary: str, args: list[str], workdir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [binary, *args], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
-def _wait(check: object, what: str, timeout: float = 15) -> None:
+def _wait(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = 15,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Until `check()`; fails once `timeout` passed or `process` exited."""
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
+    while not check():
+        if time.monotonic() > deadline or (process is not None and process.poll() is not None):
             raise RuntimeError(f"{what} did not come up")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -142,20 +136,11 @@ def throwaway_cluster(workdir: Path, nodes: int = 3) -> Iterator[str]:
         _server(
             binary,
             [
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
+                *_ephemeral(port, workdir),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 f"nodes-{port}.conf",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
             ],
             workdir,
         )
@@ -191,11 +176,7 @@ class RestartableRedis:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None
-        self._process = _server(
-            binary,
-            ["--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            self.workdir,
-        )
+        self._process = _server(binary, _ephemeral(self.port, self.workdir), self.workdir)
         _wait(lambda: answers(self.url), "redis-server")
 
     def stop(self) -> None:
