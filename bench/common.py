@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,27 @@ def wait_port(port: int, timeout: float = 15) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_relay_process(module: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
+    """`python -m module --port port --upstream upstream` (a relay of this directory), in a
+    process of its own, listening once this returns."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), "--upstream", upstream], cwd=ROOT
+    )
+    wait_port(port)
+    return process
+
+
+def relay_main(serve: Callable[[int, str], Awaitable[None]]) -> None:
+    """The command line of a relay: `--port` to listen on, `--upstream host:port`."""
+    import uvloop
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="host:port")
+    args = parser.parse_args()
+    uvloop.run(serve(args.port, args.upstream))
 
 
 def make_media(root: Path, seconds: int = 12) -> Path:

@@ -1,5 +1,6 @@
 """Cold-miss time to first byte: origin direct, a bare TCP relay (what any proxy process adds
-here, `bench/relay.py`), nginx proxy_cache miss, the gateway (its index embedded, and in
+here, `bench/relay.py`), a bare HTTP proxy in Python (what parsing HTTP on uvloop adds to
+that, `bench/http_floor.py`), nginx proxy_cache miss, the gateway (its index embedded, and in
 Redis as deployed with several workers or nodes).
 
     python -m bench.miss_ttfb [--requests 200] [--rounds 3] [--origin nginx|in-process]
@@ -46,6 +47,7 @@ from bench.common import (
     ttfb,
     workdir,
 )
+from bench.http_floor import start_http_floor
 from bench.relay import start_relay
 from tests.support.redis_server import throwaway_redis
 
@@ -128,6 +130,10 @@ async def main() -> None:
         relay_port = free_port()
         relay = start_relay(relay_port, origin_base.removeprefix("http://"))
         stack.callback(relay.terminate)
+        # What parsing HTTP in Python adds to that: the request line, the answer's head.
+        floor_port = free_port()
+        floor = start_http_floor(floor_port, origin_base.removeprefix("http://"))
+        stack.callback(floor.terminate)
         gateway = Gateway(free_port(), work / "cache")
         stack.callback(gateway.stop)
         gateway.start(prefetch_segments="0")
@@ -141,6 +147,9 @@ async def main() -> None:
             "origin direct": MissPath(lambda name: f"{origin_base}/vod/{name}", origin_pid),
             "bare TCP relay (the floor)": MissPath(
                 lambda name: f"http://127.0.0.1:{relay_port}/vod/{name}", relay.pid
+            ),
+            "bare HTTP proxy in Python": MissPath(
+                lambda name: f"http://127.0.0.1:{floor_port}/vod/{name}", floor.pid
             ),
             "nginx proxy_cache": MissPath(
                 lambda name: f"http://127.0.0.1:{nginx.port}/vod/{name}", pid_of(nginx.process)

@@ -11,14 +11,10 @@ the answer, and the bytes copied through one more pair of sockets.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import subprocess
-import sys
 
-import uvloop
-
-from bench.common import ROOT, wait_port
+from bench.common import relay_main, start_relay_process
 
 
 class _Upstream(asyncio.Protocol):
@@ -85,22 +81,8 @@ async def serve(port: int, upstream: str) -> None:
 
 
 def start_relay(port: int, upstream: str) -> subprocess.Popen[bytes]:
-    """The relay in a process of its own, listening once this returns."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.relay", "--port", str(port), "--upstream", upstream],
-        cwd=ROOT,
-    )
-    wait_port(port)
-    return process
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="host:port")
-    args = parser.parse_args()
-    uvloop.run(serve(args.port, args.upstream))
+    return start_relay_process("bench.relay", port, upstream)
 
 
 if __name__ == "__main__":
-    main()
+    relay_main(serve)
