@@ -18,12 +18,10 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
-from aiohttp import client_proto, client_reqrep, connector, http_writer
-
 from gateway import broadcast, cli, fetcher, lane_connection, lane_waits, upstream
 from gateway.cache import segments
 from gateway.fetcher import MediaHead
+from gateway.http_client import client, response
 
 ROWS: list[dict[str, int]] = []
 _clock = time.perf_counter_ns
@@ -94,11 +92,11 @@ def install() -> None:
     _around_async(segments.SegmentCache, "lookup", after=("looked up", "looked up again"))
     _around_async(fetcher.Fetcher, "_fly", before=("flight task runs",))
     _around_async(upstream.UpstreamClient, "open", ("upstream asked",), ("upstream head",))
-    _around_async(aiohttp.ClientSession, "_request", before=("aiohttp's request",))
-    _around_async(connector.BaseConnector, "connect", ("pool asked",), ("pooled connection",))
-    _around_async(client_reqrep.ClientRequest, "send", before=("request built",))
-    _around(http_writer.StreamWriter, "_write", after=("upstream request sent",))
-    _around(client_proto.ResponseHandler, "data_received", before=("upstream bytes in",))
+    _around_async(client.HttpClient, "get", before=("client's request",))
+    _around(client, "request_bytes", after=("request built",))
+    _around(client.HttpClient, "_checkout", ("pool asked",), ("pooled connection",))
+    _around_async(response.Response, "read_head", before=("upstream request sent",))
+    _around(response.Connection, "data_received", before=("upstream bytes in",))
     _around(lane_waits, "_write", before=("first write",))
     atexit.register(_dump, os.environ["GATEWAY_TRACE_FILE"])
 

@@ -10,16 +10,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.addresses import host_allowed, is_public_address, literal_address
 from gateway.errors import ForbiddenUpstream, UpstreamError, UpstreamTimeout
+from gateway.http_client import (
+    ClientOptions,
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    HttpError,
+    ReadTimeout,
+    Response,
+)
 from gateway.settings import Settings
 from gateway.signing import Headers
 from playlists.urls import resolve
@@ -33,35 +38,45 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Credentials bound to one host never follow a redirect to another.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
-CHUNK_BYTES = 256 * 1024
 
 
 class ForbiddenAddressError(OSError):
-    """Raised inside the connector so that aiohttp never connects to a refused address."""
+    """Raised while resolving, so that the client never connects to a refused address."""
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves, then refuses non-public addresses; the connector dials exactly what was checked."""
+class Resolver:
+    """Host names to the addresses to dial, kept for `ttl` seconds. With `guard`, a name
+    that resolves to any non-public address is refused: the client dials exactly what was
+    checked, so a name cannot be pointed elsewhere between the check and the dial."""
 
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
+    def __init__(self, *, guard: bool, ttl: float = 30.0) -> None:
+        self._guard = guard
+        self._ttl = ttl
+        self._known: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int) -> list[str]:
         # "localhost." is "localhost" written as a fully qualified name; some resolvers only
         # know the short spelling, and RFC 6761 reserves the whole name for loopback anyway.
         name = host.rstrip(".")
-        if name.lower() == "localhost" or name.lower().endswith(".localhost"):
+        if self._guard and (name.lower() == "localhost" or name.lower().endswith(".localhost")):
             raise ForbiddenAddressError(f"{host} is a loopback name")
-        results = await self._inner.resolve(name, port, family)
-        for result in results:
-            if not is_public_address(ipaddress.ip_address(result["host"])):
-                raise ForbiddenAddressError(f"{host} resolves to a private address")
-        return results
+        now = time.monotonic()
+        known = self._known.get((name, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        addresses = await self._lookup(name, port)
+        if self._guard:
+            for address in addresses:
+                if not is_public_address(ipaddress.ip_address(address)):
+                    raise ForbiddenAddressError(f"{host} resolves to a private address")
+        if len(self._known) > 1024:
+            self._known.clear()
+        self._known[(name, port)] = (now + self._ttl, addresses)
+        return addresses
 
-    async def close(self) -> None:
-        await self._inner.close()
+    async def _lookup(self, host: str, port: int) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 @dataclass(slots=True)
@@ -71,26 +86,26 @@ class UpstreamResponse:
     url: str
     status: int
     headers: CIMultiDictProxy[str]
-    _response: aiohttp.ClientResponse
+    _response: Response
     # A body that trickles (1 byte/s never trips the read timeout) still ends by this time.
     deadline: float = float("inf")
 
     @property
     def content_length(self) -> int | None:
         if "Content-Encoding" in self.headers:
-            return None  # aiohttp decodes the body, so the wire length no longer applies
+            return None  # the client decodes the body, so the wire length no longer applies
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_chunked(CHUNK_BYTES):
+            async for chunk in self._response.iter_chunks():
                 if time.monotonic() > self.deadline:
                     raise UpstreamTimeout("upstream body took too long")
                 yield chunk
-        except TimeoutError:
+        except ReadTimeout:
             raise UpstreamTimeout("upstream stalled mid-body") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpError, OSError) as exc:
             raise UpstreamError(f"upstream body failed: {type(exc).__name__}") from None
 
     async def read(self, limit: int) -> bytes:
@@ -112,30 +127,15 @@ class UpstreamResponse:
 
         An event loop reads ready sockets before it runs the tasks woken meanwhile, so
         without this the clients handed a fill's first chunk waited behind the next
-        reads of its body (0.1-0.6 ms per cold miss, `bench/miss_ttfb.py`). Reading that
-        aiohttp's own flow control already holds is left alone.
+        reads of its body (0.1-0.6 ms per cold miss, `bench/miss_ttfb.py`).
         """
-        connection = self._response.connection
-        transport = connection.transport if connection is not None else None
-        if transport is None or not transport.is_reading():
-            return _nothing
-
-        def resume() -> None:
-            if not transport.is_closing():
-                transport.resume_reading()
-
-        transport.pause_reading()
-        return resume
+        return self._response.hold_reading()
 
     def release(self) -> None:
         self._response.release()
 
     def abort(self) -> None:
         self._response.close()
-
-
-def _nothing() -> None:
-    pass
 
 
 def _map_status(status: int, retry_after: str | None = None) -> UpstreamError:
@@ -149,42 +149,32 @@ def _map_status(status: int, retry_after: str | None = None) -> UpstreamError:
 
 
 class UpstreamClient:
-    """Owns the single pooled `ClientSession` that every upstream request goes through."""
+    """Every upstream request goes through here: one pooled `HttpClient`, the address guard
+    on every hop, redirects followed, statuses mapped to the gateway's errors."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     async def start(self) -> None:
-        resolver: AbstractResolver = (
-            ThreadedResolver() if self._settings.allow_private_upstreams else GuardedResolver()
-        )
-        connector = aiohttp.TCPConnector(
-            resolver=resolver,
-            limit=0,
-            limit_per_host=self._settings.upstream_connections_per_host,
-            ttl_dns_cache=30,
-            keepalive_timeout=30,
-        )
-        # `connect` would also count the wait for a free pooled connection, so a burst of
-        # cold misses beyond the per-host limit timed out without upstream being slow.
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self._settings.upstream_connect_timeout,
-            sock_read=self._settings.upstream_read_timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar(),
+        settings = self._settings
+        resolver = Resolver(guard=not settings.allow_private_upstreams)
+        self._client = HttpClient(
+            ClientOptions(
+                connections_per_host=settings.upstream_connections_per_host,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                keepalive_seconds=30.0,
+                # The egress that page extraction used: extracted URLs are often bound to its IP.
+                proxy=settings.egress_proxy or None,
+                resolve=resolver.resolve,
+            )
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def check_url(self, url: str) -> URL:
         """Refuse non-http(s) schemes, hosts outside the allow/deny lists and literal private
@@ -208,7 +198,7 @@ class UpstreamClient:
         self, url: str, headers: Headers, *, range_header: str | None = None
     ) -> UpstreamResponse:
         """GET `url` byte-exact, following redirects (each hop checked). Raises mapped errors."""
-        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        assert self._client is not None, "UpstreamClient.start() was not awaited"
         send: dict[str, str] = dict(headers)
         send.setdefault("User-Agent", "hls-gateway/0.1")
         if range_header:
@@ -236,27 +226,22 @@ class UpstreamClient:
             return UpstreamResponse(current, response.status, response.headers, response, deadline)
         raise UpstreamError("too many upstream redirects")
 
-    async def _request(self, target: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        assert self._session is not None
-        kwargs: dict[str, Any] = {"headers": headers, "allow_redirects": False}
-        if self._settings.egress_proxy:
-            # The egress that page extraction used: extracted URLs are often bound to its IP.
-            kwargs["proxy"] = self._settings.egress_proxy
+    async def _request(self, target: URL, headers: dict[str, str]) -> Response:
+        assert self._client is not None
         request_id = REQUEST_ID.get()
         if request_id:
             headers = {**headers, "X-Request-Id": request_id}
-            kwargs["headers"] = headers
         try:
-            return await self._session.get(target, **kwargs)
-        except TimeoutError:
+            return await self._client.get(target, headers)
+        except (ConnectTimeout, ReadTimeout):
             raise UpstreamTimeout("upstream timed out") from None
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectError as exc:
             if _is_forbidden(exc):
                 raise ForbiddenUpstream("upstream address is private") from None
             raise UpstreamError(f"upstream unreachable: {_short(exc)}") from None
-        except aiohttp.InvalidURL:
-            raise UpstreamError("invalid upstream URL", 400) from None
-        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+        except ValueError:
+            raise UpstreamError("invalid upstream request", 400) from None
+        except (HttpError, OSError) as exc:
             raise UpstreamError(f"upstream failed: {_short(exc)}") from None
 
 
@@ -267,7 +252,7 @@ def _is_forbidden(exc: BaseException) -> bool:
             return False
         if isinstance(seen, ForbiddenAddressError):
             return True
-        seen = getattr(seen, "os_error", None) or seen.__cause__
+        seen = seen.__cause__
     return False
 
 

@@ -347,15 +347,15 @@ def test_host_lists_come_from_comma_separated_environment_variables(monkeypatch)
 async def test_a_name_resolving_to_loopback_is_refused_at_the_connector(
     make_gateway, origin, monkeypatch
 ):
-    # The connector dials what GuardedResolver returned, so refusing there refuses the dial.
-    from aiohttp.resolver import ThreadedResolver
+    # The client dials what the resolver returned, so refusing there refuses the dial.
+    from gateway.upstream import Resolver
 
-    real = ThreadedResolver.resolve
+    real = Resolver._lookup
 
-    async def pretend_dns(self, host, port=0, family=0):
-        return await real(self, "127.0.0.1" if host == "cdn.test" else host, port, family)
+    async def pretend_dns(self, host, port):
+        return await real(self, "127.0.0.1" if host == "cdn.test" else host, port)
 
-    monkeypatch.setattr(ThreadedResolver, "resolve", pretend_dns)
+    monkeypatch.setattr(Resolver, "_lookup", pretend_dns)
     gw = await make_gateway(allow_private_upstreams=False)
     target = gw.mint(f"http://cdn.test:{port_of(origin)}{SEG}").removeprefix(gw.base_url)
     status, body = await raw(gw, request("GET", target))
