@@ -17,6 +17,7 @@ from yarl import URL
 from gateway.addresses import host_allowed, is_public_address, literal_address
 from gateway.errors import ForbiddenUpstream, UpstreamError, UpstreamTimeout
 from gateway.http_client import (
+    BodyChunk,
     ClientOptions,
     ConnectError,
     ConnectTimeout,
@@ -97,7 +98,7 @@ class UpstreamResponse:
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[BodyChunk]:
         try:
             async for chunk in self._response.iter_chunks():
                 if time.monotonic() > self.deadline:
@@ -113,7 +114,7 @@ class UpstreamResponse:
         declared = self.content_length
         if declared is not None and declared > limit:
             raise UpstreamError(f"upstream body too large ({declared} bytes)")
-        parts: list[bytes] = []
+        parts: list[BodyChunk] = []
         size = 0
         async for chunk in self.chunks():
             size += len(chunk)

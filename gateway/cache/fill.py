@@ -29,6 +29,9 @@ READ_CHUNK = 256 * 1024
 # of each copying them back out of the file.
 RECENT_BYTES = 1024 * 1024
 
+# A piece of the body as upstream delivered it: bytes, or a view into a read.
+Chunk = bytes | memoryview
+
 
 class Fill:
     """A temp file that grows; `done` once the body is complete (or `error` is set)."""
@@ -51,11 +54,11 @@ class Fill:
         self.disk_failed: OSError | None = None
         self._fd: int | None = None
         self._flushed = 0  # bytes in the temp file
-        self._pending: list[bytes] = []  # appended since, in order
+        self._pending: list[Chunk] = []  # appended since, in order
         self._readers = readers
-        self._spill: list[bytes] = []
+        self._spill: list[Chunk] = []
         self._spill_start = 0
-        self._recent: deque[tuple[int, bytes]] = deque()  # (offset, chunk), oldest first
+        self._recent: deque[tuple[int, Chunk]] = deque()  # (offset, chunk), oldest first
         self._recent_bytes = 0
         self._changed = asyncio.Event()
 
@@ -64,7 +67,7 @@ class Fill:
         """True while the disk took every byte flushed so far (the object can still be cached)."""
         return self.disk_failed is None
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: Chunk) -> None:
         """Give `data` to the readers now (the expected body's last byte: at `finish()`); it
         reaches the temp file at the next `flush()` (or when a reader needs it from there)."""
         if self.disk_failed is None:
@@ -111,7 +114,7 @@ class Fill:
             self._spill_start = self._flushed
             self._spill = [bytes(view)]
 
-    def _remember(self, data: bytes) -> None:
+    def _remember(self, data: Chunk) -> None:
         recent = self._recent
         recent.append((self.written, data))
         self._recent_bytes += len(data)
@@ -203,7 +206,7 @@ class Fill:
             raise GatewayError("cache file vanished during a fill", 502)
         return data
 
-    def _read_spill(self, offset: int, size: int) -> bytes:
+    def _read_spill(self, offset: int, size: int) -> Chunk:
         position = self._spill_start
         for piece in self._spill:
             if offset < position + len(piece):

@@ -27,10 +27,11 @@ from gateway.http_client.errors import (
     ReadTimeout,
     ResponseError,
 )
-from gateway.http_client.response import CHUNK_BYTES, Response
+from gateway.http_client.response import CHUNK_BYTES, BodyChunk, Response
 
 __all__ = [
     "CHUNK_BYTES",
+    "BodyChunk",
     "ClientOptions",
     "ConnectError",
     "ConnectTimeout",

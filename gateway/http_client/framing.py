@@ -152,9 +152,9 @@ class ContentDecoder:
         self._start = b""
         self._started = False
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes | memoryview) -> bytes:
         if self._inflate is None:
-            data = self._start + data
+            data = self._start + bytes(data)
             if len(data) < 2:
                 self._start = data
                 return b""
