@@ -50,6 +50,9 @@ class HttpClient:
         self._ssl = self._options.ssl_context
         self._idle: dict[ConnectionKey, list[Connection]] = {}
         self._slots: dict[ConnectionKey, asyncio.Semaphore] = {}
+        # Requests holding or awaiting a slot, per key: a key without any, and without idle
+        # connections, is forgotten at the next sweep (a gateway meets many origins' hosts).
+        self._users: dict[ConnectionKey, int] = {}
         self._open: set[Connection] = set()
         self._swept = time.monotonic()
         self._proxy = URL(self._options.proxy) if self._options.proxy else None
@@ -85,7 +88,12 @@ class HttpClient:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = asyncio.Semaphore(self._options.connections_per_host)
-        await slot.acquire()
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            await slot.acquire()
+        except BaseException:
+            self._leave(key)
+            raise
         try:
             for fresh in (False, True):
                 connection = None if fresh else self._checkout(key)
@@ -108,6 +116,7 @@ class HttpClient:
             raise ResponseError("upstream closed the connection before answering")
         except BaseException:
             slot.release()
+            self._leave(key)
             raise
 
     def finished(self, connection: Connection, *, reusable: bool) -> None:
@@ -122,6 +131,14 @@ class HttpClient:
         slot = self._slots.get(connection.key)
         if slot is not None:
             slot.release()
+        self._leave(connection.key)
+
+    def _leave(self, key: ConnectionKey) -> None:
+        users = self._users.get(key, 0) - 1
+        if users > 0:
+            self._users[key] = users
+        else:
+            self._users.pop(key, None)
 
     def _key(self, target: URL, forward: bool) -> ConnectionKey:
         if forward:  # one pool of connections to the proxy, for every http origin
@@ -164,6 +181,14 @@ class HttpClient:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        for key in [key for key in self._slots if key not in self._users]:
+            if key not in self._idle:
+                del self._slots[key]
+
+    @property
+    def origins_known(self) -> int:
+        """Origins this client keeps anything for (a slot or idle connections)."""
+        return len(self._slots.keys() | self._idle.keys())
 
     async def _dial(self, target: URL, key: ConnectionKey, tunnel: bool) -> Connection:
         host = target.raw_host or ""

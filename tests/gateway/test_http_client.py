@@ -1442,3 +1442,22 @@ async def test_https_through_an_https_proxy(
 def test_a_proxy_of_another_kind_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="proxy"):
         HttpClient(ClientOptions(proxy="ftp://127.0.0.1:21"))
+
+
+async def test_an_origin_not_asked_again_is_forgotten(
+    serve: Serve, make_client: MakeClient
+) -> None:
+    # A gateway meets the hosts of many origins over a day: what it keeps for one it no
+    # longer asks (a slot, idle connections) must not pile up.
+    servers = [await serve(answering(ok(b"x"))) for _ in range(3)]
+    client = make_client(keepalive_seconds=0.2)
+    for server in servers:
+        assert await fetch(client, server.url("/")) == b"x"
+    assert client.origins_known == 3
+
+    await asyncio.sleep(0.3)
+    last = await serve(answering(ok(b"y")))
+    assert await fetch(client, last.url("/")) == b"y"
+
+    assert client.origins_known == 1
+    assert client.open_connections == 1
