@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     resolve_cookies_file: Path | None = None
     resolve_extractor_args: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     # One egress for extraction and the fetches that follow it (extracted URLs are often
-    # bound to the IP that resolved them): an http(s) or socks proxy URL.
+    # bound to the IP that resolved them): an http://, https:// or socks5:// proxy URL.
     egress_proxy: str | None = None
 
     # auto: uvloop when installed (faster for hits and playlists), else asyncio's own loop.
@@ -154,6 +154,15 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/]+", value):
             raise ValueError("must be an http(s) URL such as https://gw.example.com")
         return value.rstrip("/")
+
+    @field_validator("egress_proxy")
+    @classmethod
+    def _proxy_the_client_speaks(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^(https?|socks5h?)://[^/]+", value):
+            raise ValueError("must be an http://, https:// or socks5:// proxy URL")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

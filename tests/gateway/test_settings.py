@@ -38,6 +38,7 @@ def test_overrides_win_over_the_environment(monkeypatch):
         ("GATEWAY_CACHE_MAX_BYTES", "lots"),
         ("GATEWAY_PORT", "-1"),
         ("GATEWAY_PUBLIC_URL", "ftp://x"),
+        ("GATEWAY_EGRESS_PROXY", "socks4://127.0.0.1:1080"),
         ("GATEWAY_ALLOW_PRIVATE_UPSTREAMS", "perhaps"),
     ],
 )
@@ -48,3 +49,12 @@ def test_invalid_settings_give_one_line_naming_the_variable(monkeypatch, name, v
     message = str(caught.value)
     assert name in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["http://127.0.0.1:3128", "https://user:pw@127.0.0.1:3129", "socks5://127.0.0.1:1080"],
+)
+def test_the_egress_proxy_is_one_the_upstream_client_speaks(monkeypatch, proxy):
+    monkeypatch.setenv("GATEWAY_EGRESS_PROXY", proxy)
+    assert load_settings().egress_proxy == proxy
