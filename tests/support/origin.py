@@ -33,6 +33,7 @@ class SeenRequest:
     method: str
     path_qs: str
     headers: CIMultiDictProxy[str]
+    peer: str | None = None  # the client's address and port: one per connection
 
 
 @dataclass
@@ -114,7 +115,12 @@ class Origin:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
-        self.requests.append(SeenRequest(request.method, raw, request.headers))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(
+            SeenRequest(
+                request.method, raw, request.headers, f"{peer[0]}:{peer[1]}" if peer else None
+            )
+        )
         path = raw.split("?", 1)[0]
         behaviour = self._behaviours.get(path, Behaviour())
         if behaviour.delay_headers:
