@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of `exc`'s text (its type's name if it has none), at most `limit`
+    characters: what a log line or a client's reason can carry."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class GatewayError(Exception):
     """An error with a client-facing status and a one-line reason."""
 

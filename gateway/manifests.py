@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from cachetools import TLRUCache
 
 from gateway.answers import Answer, Conditions
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, one_line
 from gateway.fetcher import Manifest
 from gateway.links import Links
 from gateway.recent import put_newest
@@ -135,7 +135,7 @@ class ManifestService:
                 immutable = False
                 content_type = DASH_TYPE
         except PlaylistError as exc:
-            raise UpstreamError(f"unusable manifest: {_one_line(exc)}") from None
+            raise UpstreamError(f"unusable manifest: {one_line(exc)}") from None
         rewritten = Rewritten(body, content_type, ttl, _etag(body), fallback_ttl, immutable)
         if ttl > 0:
             expiry = time.monotonic() + rewritten.ttl
@@ -163,8 +163,3 @@ def _fallback_expiry(_key: str, value: Rewritten, now: float) -> float:
 
 def _etag(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

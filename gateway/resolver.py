@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from gateway.broadcast import Broadcast
 from gateway.cache.redis_connect import connect
-from gateway.errors import BadRequest, UpstreamError
+from gateway.errors import BadRequest, UpstreamError, one_line
 from gateway.settings import Settings
 from gateway.signing import Headers
 
@@ -341,9 +341,8 @@ def _number(value: object) -> float | None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"^ERROR:\s*", "", _ERROR_TAIL.sub("", text))
-    return text[:200]
+    """yt-dlp's message without its "ERROR:" prefix and its report-a-bug tail."""
+    return re.sub(r"^ERROR:\s*", "", _ERROR_TAIL.sub("", one_line(exc, limit=1000)))[:200]
 
 
 def check_page_url(url: str) -> str:

@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.http_client import proxy_url
+
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -160,8 +162,7 @@ class Settings(BaseSettings):
     def _proxy_the_client_speaks(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not re.match(r"^(https?|socks5h?)://[^/]+", value):
-            raise ValueError("must be an http://, https:// or socks5:// proxy URL")
+        proxy_url(value)  # the upstream client's own check: one list of what it speaks
         return value
 
     @field_validator("cors_origins")

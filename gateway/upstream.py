@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
@@ -15,7 +13,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.addresses import host_allowed, is_public_address, literal_address
-from gateway.errors import ForbiddenUpstream, UpstreamError, UpstreamTimeout
+from gateway.errors import ForbiddenUpstream, UpstreamError, UpstreamTimeout, one_line
 from gateway.http_client import (
     BodyChunk,
     ClientOptions,
@@ -25,6 +23,7 @@ from gateway.http_client import (
     HttpError,
     ReadTimeout,
     Response,
+    dns_addresses,
 )
 from gateway.settings import Settings
 from gateway.signing import Headers
@@ -53,7 +52,7 @@ class Resolver:
     def __init__(self, *, guard: bool, ttl: float = 30.0) -> None:
         self._guard = guard
         self._ttl = ttl
-        self._known: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._known: dict[str, tuple[float, list[str]]] = {}
 
     async def resolve(self, host: str, port: int) -> list[str]:
         # "localhost." is "localhost" written as a fully qualified name; some resolvers only
@@ -62,7 +61,7 @@ class Resolver:
         if self._guard and (name.lower() == "localhost" or name.lower().endswith(".localhost")):
             raise ForbiddenAddressError(f"{host} is a loopback name")
         now = time.monotonic()
-        known = self._known.get((name, port))
+        known = self._known.get(name)
         if known is not None and known[0] > now:
             return known[1]
         addresses = await self._lookup(name, port)
@@ -72,12 +71,11 @@ class Resolver:
                     raise ForbiddenAddressError(f"{host} resolves to a private address")
         if len(self._known) > 1024:
             self._known.clear()
-        self._known[(name, port)] = (now + self._ttl, addresses)
+        self._known[name] = (now + self._ttl, addresses)
         return addresses
 
     async def _lookup(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return await dns_addresses(host, port)
 
 
 @dataclass(slots=True)
@@ -239,11 +237,11 @@ class UpstreamClient:
         except ConnectError as exc:
             if _is_forbidden(exc):
                 raise ForbiddenUpstream("upstream address is private") from None
-            raise UpstreamError(f"upstream unreachable: {_short(exc)}") from None
+            raise UpstreamError(f"upstream unreachable: {one_line(exc, 160)}") from None
         except ValueError:
             raise UpstreamError("invalid upstream request", 400) from None
         except (HttpError, OSError) as exc:
-            raise UpstreamError(f"upstream failed: {_short(exc)}") from None
+            raise UpstreamError(f"upstream failed: {one_line(exc, 160)}") from None
 
 
 def _is_forbidden(exc: BaseException) -> bool:
@@ -255,8 +253,3 @@ def _is_forbidden(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return False
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]

@@ -18,8 +18,12 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.http_client import BodyChunk
 
 log = logging.getLogger("gateway.cache")
 
@@ -28,9 +32,6 @@ READ_CHUNK = 256 * 1024
 # case, and all of them when hundreds wait on one segment) share those bytes objects instead
 # of each copying them back out of the file.
 RECENT_BYTES = 1024 * 1024
-
-# A piece of the body as upstream delivered it: bytes, or a view into a read.
-Chunk = bytes | memoryview
 
 
 class Fill:
@@ -54,11 +55,11 @@ class Fill:
         self.disk_failed: OSError | None = None
         self._fd: int | None = None
         self._flushed = 0  # bytes in the temp file
-        self._pending: list[Chunk] = []  # appended since, in order
+        self._pending: list[BodyChunk] = []  # appended since, in order
         self._readers = readers
-        self._spill: list[Chunk] = []
+        self._spill: list[BodyChunk] = []
         self._spill_start = 0
-        self._recent: deque[tuple[int, Chunk]] = deque()  # (offset, chunk), oldest first
+        self._recent: deque[tuple[int, BodyChunk]] = deque()  # (offset, chunk), oldest first
         self._recent_bytes = 0
         self._changed = asyncio.Event()
 
@@ -67,7 +68,7 @@ class Fill:
         """True while the disk took every byte flushed so far (the object can still be cached)."""
         return self.disk_failed is None
 
-    def append(self, data: Chunk) -> None:
+    def append(self, data: BodyChunk) -> None:
         """Give `data` to the readers now (the expected body's last byte: at `finish()`); it
         reaches the temp file at the next `flush()` (or when a reader needs it from there)."""
         if self.disk_failed is None:
@@ -114,7 +115,7 @@ class Fill:
             self._spill_start = self._flushed
             self._spill = [bytes(view)]
 
-    def _remember(self, data: Chunk) -> None:
+    def _remember(self, data: BodyChunk) -> None:
         recent = self._recent
         recent.append((self.written, data))
         self._recent_bytes += len(data)
@@ -206,7 +207,7 @@ class Fill:
             raise GatewayError("cache file vanished during a fill", 502)
         return data
 
-    def _read_spill(self, offset: int, size: int) -> Chunk:
+    def _read_spill(self, offset: int, size: int) -> BodyChunk:
         position = self._spill_start
         for piece in self._spill:
             if offset < position + len(piece):

@@ -19,7 +19,13 @@ Modules: `framing` (an answer's head, its body's delimiting and decoding; pure),
 proxies and TLS), `errors`.
 """
 
-from gateway.http_client.client import ClientOptions, HttpClient, Resolve
+from gateway.http_client.client import (
+    ClientOptions,
+    HttpClient,
+    Resolve,
+    dns_addresses,
+    proxy_url,
+)
 from gateway.http_client.errors import (
     ConnectError,
     ConnectTimeout,
@@ -41,4 +47,6 @@ __all__ = [
     "Resolve",
     "Response",
     "ResponseError",
+    "dns_addresses",
+    "proxy_url",
 ]

@@ -14,18 +14,19 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from gateway.errors import one_line
 from gateway.http_client.errors import (
     ConnectError,
     ConnectTimeout,
     HttpError,
-    ResponseError,
     StaleConnection,
 )
 from gateway.http_client.response import Connection, ConnectionKey, Response
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
-_FORBIDDEN_IN_VALUES = ("\r", "\n", "\0")
+_FORBIDDEN_IN_VALUES = frozenset("\r\n\0")
+_FORBIDDEN_IN_NAMES = _FORBIDDEN_IN_VALUES | frozenset(": \t")
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
@@ -55,14 +56,11 @@ class HttpClient:
         self._users: dict[ConnectionKey, int] = {}
         self._open: set[Connection] = set()
         self._swept = time.monotonic()
-        self._proxy = URL(self._options.proxy) if self._options.proxy else None
-        if self._proxy is not None and (
-            self._proxy.scheme not in _PROXY_PORTS or not self._proxy.raw_host
-        ):
-            raise ValueError("the proxy must be an http://, https:// or socks5:// URL")
+        self._proxy = proxy_url(self._options.proxy) if self._options.proxy else None
         # A SOCKS proxy tunnels every request; an HTTP proxy is asked for http URLs directly
         # (absolute form) and tunnels https ones (CONNECT).
         self._socks = self._proxy is not None and self._proxy.scheme.startswith("socks5")
+        self._proxy_login = _proxy_authorization(self._proxy)  # made once, sent per request
 
     @property
     def open_connections(self) -> int:
@@ -83,7 +81,7 @@ class HttpClient:
             raise ValueError("only http(s) URLs with a host")
         tunnel = self._proxy is not None and (self._socks or target.scheme == "https")
         forward = self._proxy is not None and not tunnel
-        request = request_bytes(target, headers or {}, self._proxy if forward else None)
+        request = request_bytes(target, headers or {}, self._proxy_login if forward else None)
         key = self._key(target, forward)
         slot = self._slots.get(key)
         if slot is None:
@@ -95,29 +93,31 @@ class HttpClient:
             self._leave(key)
             raise
         try:
-            for fresh in (False, True):
-                connection = None if fresh else self._checkout(key)
-                if connection is None:
-                    connection = await self._dial(target, key, tunnel)
-                response = Response(self, connection, target, self._options.read_timeout)
-                connection.response = response
-                assert connection.transport is not None
-                connection.transport.write(request)
+            pooled = self._checkout(key)
+            if pooled is not None:
                 try:
-                    await response.read_head()
+                    return await self._ask(pooled, target, request)
                 except StaleConnection:
-                    self._open.discard(connection)
-                    continue
-                except BaseException:
-                    connection.close()
-                    self._open.discard(connection)
-                    raise
-                return response
-            raise ResponseError("upstream closed the connection before answering")
+                    pass  # closed by the server while it idled: ask on a new connection
+            return await self._ask(await self._dial(target, key, tunnel), target, request)
         except BaseException:
             slot.release()
             self._leave(key)
             raise
+
+    async def _ask(self, connection: Connection, target: URL, request: bytes) -> Response:
+        """Send `request` on `connection`; its answer once the head is in."""
+        response = Response(self, connection, target, self._options.read_timeout)
+        connection.response = response
+        assert connection.transport is not None
+        connection.transport.write(request)
+        try:
+            await response.read_head()
+        except BaseException:
+            connection.close()
+            self._open.discard(connection)
+            raise
+        return response
 
     def finished(self, connection: Connection, *, reusable: bool) -> None:
         connection.response = None
@@ -172,9 +172,11 @@ class HttpClient:
         """Close the idle connections kept too long, for origins not asked again."""
         self._swept = now
         for key, idle in list(self._idle.items()):
-            keep = [connection for connection in idle if self._usable(connection, now)]
+            keep = []
             for connection in idle:
-                if connection not in keep:
+                if self._usable(connection, now):
+                    keep.append(connection)
+                else:
                     connection.close()
                     self._open.discard(connection)
             if keep:
@@ -194,14 +196,15 @@ class HttpClient:
         host = target.raw_host or ""
         port = target.port or DEFAULT_PORTS[target.scheme]
         tls = target.scheme == "https"
+        deadline = asyncio.get_running_loop().time() + self._options.connect_timeout
         try:
-            async with asyncio.timeout(self._options.connect_timeout):
+            async with asyncio.timeout_at(deadline):
                 if self._proxy is None:
                     addresses = await self._resolve(host, port)
                     context = self._context() if tls else None
-                    connection = await self._connect(key, addresses, port, context, host)
+                    connection = await self._connect(key, addresses, port, context, host, deadline)
                 else:
-                    connection = await self._to_proxy(key)
+                    connection = await self._to_proxy(key, deadline)
                     if self._socks:
                         await socks5_connect(connection, self._proxy, host, port)
                     elif tunnel:
@@ -213,30 +216,24 @@ class HttpClient:
         self._open.add(connection)
         return connection
 
-    async def _to_proxy(self, key: ConnectionKey) -> Connection:
+    async def _to_proxy(self, key: ConnectionKey, deadline: float) -> Connection:
         """A connection to the proxy itself (TLS to it for an https:// proxy; the proxy's
         own address is configured, so it is not held to the address guard)."""
         assert self._proxy is not None
         host = self._proxy.raw_host or ""
         context = self._context() if self._proxy.scheme == "https" else None
-        return await self._connect(key, [host], self._proxy_port(), context, host)
+        return await self._connect(key, [host], self._proxy_port(), context, host, deadline)
 
     def _proxy_port(self) -> int:
         assert self._proxy is not None
         return self._proxy.explicit_port or _PROXY_PORTS[self._proxy.scheme]
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        resolve = self._options.resolve
+        resolve = self._options.resolve or dns_addresses
         try:
-            if resolve is not None:
-                addresses = await resolve(host, port)
-            else:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM
-                )
-                addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            addresses = await resolve(host, port)
         except OSError as exc:
-            raise ConnectError(f"cannot resolve {host}: {one_line(exc)}") from exc
+            raise ConnectError(f"cannot resolve {host}: {one_line(exc, 160)}") from exc
         if not addresses:
             raise ConnectError(f"cannot resolve {host}")
         return addresses
@@ -248,9 +245,9 @@ class HttpClient:
         port: int,
         context: ssl.SSLContext | None,
         server_name: str | None,
+        deadline: float,
     ) -> Connection:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._options.connect_timeout
         failure: BaseException | None = None
         for tried, address in enumerate(addresses):
             # Each address gets its share of the time left, so that one that never answers
@@ -272,20 +269,20 @@ class HttpClient:
         if isinstance(failure, TimeoutError):
             raise ConnectTimeout("upstream connect timed out")
         assert failure is not None
-        raise ConnectError(one_line(failure)) from failure
+        raise ConnectError(one_line(failure, 160)) from failure
 
     async def _tunnel(self, connection: Connection, host: str, port: int) -> None:
         """Ask the proxy for a tunnel to `host:port` (CONNECT)."""
         authority = f"{bracketed(host)}:{port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        lines += _proxy_authorization(self._proxy)
+        lines += self._proxy_login
         answer = Response(self, connection, URL(), self._options.read_timeout, tunnel=True)
         connection.response = answer
         assert connection.transport is not None
         connection.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         try:
             await answer.read_head()
-        except (StaleConnection, HttpError) as exc:
+        except HttpError as exc:
             connection.close()
             raise ConnectError("the proxy did not answer CONNECT") from exc
         finally:
@@ -303,7 +300,7 @@ class HttpClient:
             )
         except (OSError, ssl.SSLError) as exc:
             connection.close()
-            raise ConnectError(one_line(exc)) from exc
+            raise ConnectError(one_line(exc, 160)) from exc
         if transport is None:  # pragma: no cover - only when the loop closes meanwhile
             raise ConnectError("TLS through the proxy failed")
         connection.transport = transport
@@ -314,19 +311,22 @@ class HttpClient:
         return self._ssl
 
 
-def request_bytes(target: URL, headers: Mapping[str, str], proxy: URL | None) -> bytes:
-    """The request head for `GET target`; in absolute form when sent to `proxy`."""
+def request_bytes(
+    target: URL, headers: Mapping[str, str], proxy_login: list[str] | None = None
+) -> bytes:
+    """The request head for `GET target`; in absolute form, with `proxy_login` (the
+    proxy's authorization lines, maybe none), when sent to an HTTP proxy."""
     host = bracketed(target.raw_host or "")
     if target.explicit_port is not None and target.explicit_port != DEFAULT_PORTS[target.scheme]:
         host = f"{host}:{target.explicit_port}"
     path = target.raw_path_qs or "/"
-    request_target = f"{target.scheme}://{host}{path}" if proxy is not None else path
+    request_target = f"{target.scheme}://{host}{path}" if proxy_login is not None else path
     lines = [f"GET {request_target} HTTP/1.1", f"Host: {host}"]
     encoding_given = False
     for name, value in headers.items():
-        if not name or any(c in name for c in (*_FORBIDDEN_IN_VALUES, ":", " ", "\t")):
+        if not name or not _FORBIDDEN_IN_NAMES.isdisjoint(name):
             raise ValueError(f"invalid header name {name!r}")
-        if any(c in value for c in _FORBIDDEN_IN_VALUES):
+        if not _FORBIDDEN_IN_VALUES.isdisjoint(value):
             raise ValueError(f"invalid value for header {name}")
         lowered = name.lower()
         if lowered == "host":
@@ -335,7 +335,8 @@ def request_bytes(target: URL, headers: Mapping[str, str], proxy: URL | None) ->
         lines.append(f"{name}: {value}")
     if not encoding_given:
         lines.append("Accept-Encoding: gzip, deflate")
-    lines += _proxy_authorization(proxy)
+    if proxy_login:
+        lines += proxy_login
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
@@ -370,7 +371,7 @@ async def socks5_connect(connection: Connection, proxy: URL, host: str, port: in
         await connection.read_exactly(size + 2)  # where the proxy connected from
     except (ConnectionError, ValueError) as exc:
         connection.close()
-        raise ConnectError(f"the SOCKS proxy failed: {one_line(exc)}") from exc
+        raise ConnectError(f"the SOCKS proxy failed: {one_line(exc, 160)}") from exc
     except ConnectError:
         connection.close()
         raise
@@ -396,11 +397,20 @@ def _proxy_authorization(proxy: URL | None) -> list[str]:
     return [f"Proxy-Authorization: Basic {base64.b64encode(credentials).decode('ascii')}"]
 
 
+def proxy_url(value: str) -> URL:
+    """`value` as a proxy this client speaks (http, https, socks5), or `ValueError`."""
+    url = URL(value)
+    if url.scheme not in _PROXY_PORTS or not url.raw_host:
+        raise ValueError("must be an http://, https:// or socks5:// proxy URL")
+    return url
+
+
+async def dns_addresses(host: str, port: int) -> list[str]:
+    """The addresses DNS gives for `host`, each once, in the order given."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def bracketed(host: str) -> str:
     """`host` as written in a Host field or an authority: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]

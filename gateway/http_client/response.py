@@ -372,13 +372,8 @@ class Response:
         if self._done:
             return
         connection = self._connection
-        reusable = (
-            self._complete
-            and self._reusable
-            and self._error is None
-            and not self._body
-            and not connection.lost
-        )
+        # An error has already made the answer not reusable (`_fail`).
+        reusable = self._complete and self._reusable and not self._body and not connection.lost
         if reusable and not self._reading and connection.transport is not None:
             connection.transport.resume_reading()  # the next answer on it is read at once
             self._reading = True
