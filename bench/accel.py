@@ -7,7 +7,11 @@ Segment: nginx sending the file itself (static, the anchor) against the same ngi
 in front of the gateway (one proxied request to the gateway for headers, then nginx sends
 the cached file), reaching the gateway over its unix socket as shipped, and over loopback
 TCP; the target is at least 0.95x nginx static. The gateway alone (its RAM
-tier, no nginx) is shown for reference. Playlist: long.m3u8 as a raw file from nginx, the
+tier, no nginx) is shown for reference, and so is the shipped front in front of a backend
+written in C: a second nginx that answers every request with the gateway's own
+X-Accel-Redirect headers (`return 200`), about 9 µs of CPU per answer. That row is the
+config's ceiling: what is left between it and the gateway's row is the gateway's CPU per
+answer, which shares the two cores with nginx and the load generator. Playlist: long.m3u8 as a raw file from nginx, the
 gateway's rewritten copy through the front nginx (nginx's proxy_cache, as shipped), and
 from the gateway directly. One nginx worker each, as in the other benchmarks.
 """
@@ -18,6 +22,7 @@ import argparse
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.common import (
     Gateway,
@@ -65,8 +70,10 @@ def main() -> None:
         direct = Gateway(free_port(), work / "cache-direct")
         front = PeerNginx(work / "front", free_port())
         front_tcp = PeerNginx(work / "front-tcp", free_port())
+        backend_c = PeerNginx(work / "backend-c", free_port())
+        front_c = PeerNginx(work / "front-c", free_port())
         # Registered before anything starts, so a failed start still stops the rest.
-        for server in (static, accel, direct, front, front_tcp):
+        for server in (static, accel, direct, front, front_tcp, backend_c, front_c):
             stack.callback(server.stop)
         static.start(static.static(media))
         socket = work / "gateway.sock"
@@ -74,7 +81,10 @@ def main() -> None:
         direct.start()
         front.start(front_site(front, accel, f"unix:{socket}"))
         front_tcp.start(front_site(front_tcp, accel, f"127.0.0.1:{accel.port}"))
-        servers = Servers(static, front, front_tcp, accel, direct)
+        servers = Servers(static, front, front_tcp, accel, direct, front_c)
+        backend_socket = work / "backend-c.sock"
+        backend_c.start(c_backend_site(backend_c, backend_socket, servers))
+        front_c.start(front_site(front_c, accel, f"unix:{backend_socket}"))
         data = bench(servers, (media / SEGMENT).read_bytes(), args)
         data["load_before"] = before
         print(f"\nresults: {save('accel', data)}")
@@ -85,6 +95,25 @@ def front_site(front: PeerNginx, gateway: Gateway, backend: str) -> str:
     return render_front_site([backend], front.port, gateway.cache_dir, front.work)
 
 
+def c_backend_site(backend: PeerNginx, socket: Path, servers: Servers) -> str:
+    """An nginx server block that answers every request as the gateway answers a hit on
+    SEGMENT behind nginx: its X-Accel-Redirect and the headers that go with it."""
+    link = servers.accel.mint(f"{servers.origin}/{SEGMENT}")
+    get(link)  # the miss, which fills the cache
+    _, _, headers = get(link)
+    if "X-Accel-Redirect" not in headers:
+        raise RuntimeError(f"the gateway's hit has no X-Accel-Redirect: {headers}")
+    lines = "".join(
+        f"      add_header {name} '{headers[name]}';\n"
+        for name in ("X-Accel-Redirect", "Cache-Control", "X-Cache")
+    )
+    return (
+        f"  server {{\n    listen {backend.port};\n    listen unix:{socket};\n"
+        f"    location / {{\n{lines}      default_type {headers['Content-Type']};\n"
+        "      return 200;\n    }\n  }\n"
+    )
+
+
 @dataclass
 class Servers:
     static: PeerNginx
@@ -92,6 +121,7 @@ class Servers:
     front_tcp: PeerNginx
     accel: Gateway
     direct: Gateway
+    front_c: PeerNginx
 
     @property
     def origin(self) -> str:
@@ -108,6 +138,7 @@ def warm(servers: Servers, expected: bytes) -> dict[str, str]:
     links = {
         "front segment": servers.through(servers.front, SEGMENT),
         "front segment, tcp": servers.through(servers.front_tcp, SEGMENT),
+        "front segment, C backend": servers.through(servers.front_c, SEGMENT),
         "front playlist": servers.through(servers.front, "long.m3u8"),
         "direct segment": servers.direct.mint(f"{servers.origin}/{SEGMENT}"),
         "direct playlist": servers.direct.mint(f"{servers.origin}/long.m3u8"),
@@ -115,6 +146,7 @@ def warm(servers: Servers, expected: bytes) -> dict[str, str]:
     get(links["front segment"])  # the miss: filled into the gateway's cache dir
     check_front_segment(links["front segment"], expected)
     check_front_segment(links["front segment, tcp"], expected)
+    check_front_segment(links["front segment, C backend"], expected)
     for name in ("direct segment", "direct segment", "front playlist", "direct playlist"):
         status, _, _ = get(links[name])
         if status != 200:
@@ -135,6 +167,7 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
             "nginx static": run(f"{servers.origin}/{SEGMENT}"),
             "nginx → gateway X-Accel hit": run(links["front segment"]),
             "same over loopback TCP": run(links["front segment, tcp"]),
+            "nginx → C backend, same answer": run(links["front segment, C backend"]),
             "gateway alone, RAM hit": run(links["direct segment"]),
         },
         args.rounds,

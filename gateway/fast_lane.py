@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -44,6 +44,13 @@ _TARGET_BYTES = bytes(range(0x21, 0x7F))
 _NAME_BYTES = b"!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyz-"
 # Anywhere in the head: no control characters (the CRLF line ends are counted apart).
 _HEAD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+# A field value: no control characters but tab.
+_VALUE_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+# Behind nginx (nginx/hls-gateway.conf) every request carries a new X-Request-Id, so no two
+# requests are the same bytes; what they parse to is remembered without that value. Two
+# spellings are looked for (nginx's, and lowercase): a request that spells it otherwise is
+# remembered whole, as any other request.
+_REQUEST_ID_FIELDS = (b"\r\nX-Request-Id:", b"\r\nx-request-id:")
 # Headers asking for what only the full stack does: a request body, an upgrade, or
 # validators and conditions the memory answers do not evaluate.
 _FULL_STACK_ONLY = frozenset(
@@ -115,6 +122,22 @@ def parse_head(data: bytes) -> LaneRequest | None:
         _text(fields.get(b"x-request-id")),
         _text(fields.get(b"user-agent")),
     )
+
+
+def without_request_id(data: bytes) -> tuple[bytes, bytes | None]:
+    """`data` with the value of its first X-Request-Id field cut out, and that value (None:
+    no such field). Requests that differ only in that value give the same bytes."""
+    for field in _REQUEST_ID_FIELDS:
+        start = data.find(field)
+        if start >= 0:
+            break
+    else:
+        return data, None
+    start += len(field)
+    end = data.find(b"\r\n", start)
+    if end < 0:
+        return data, None  # not a whole head: parse_head refuses it
+    return data[:start] + data[end:], data[start:end]
 
 
 def _text(value: bytes | None) -> str | None:
@@ -191,11 +214,9 @@ class FastLane:
         judge it (`gateway.lane_waits` may answer it after a wait); else None."""
         request = self._parsed.get(data)
         if request is None:
-            request = parse_head(data)
+            request = self._parse(data)
             if request is None:
                 return None
-            if len(data) <= _REMEMBERED_REQUEST_BYTES:
-                put_newest(self._parsed, data, request, _REQUESTS_REMEMBERED)
         if request.origin is not None and not self._any_origin:
             return None  # per-origin CORS (Vary: Origin) stays with the full stack
         answer = self._answer_now(
@@ -207,6 +228,29 @@ class FastLane:
         self.front.count(request.target, answer.status)
         self.front.metrics.count(self._answered)
         return Reply(request, answer, request_id, self.head(answer, request_id))
+
+    def _parse(self, data: bytes) -> LaneRequest | None:
+        """`data` parsed, or taken from a remembered request that differs only in its
+        X-Request-Id; remembered in turn (without its id) when it is new."""
+        remembered, offered_id = without_request_id(data)
+        if offered_id is not None:
+            known = self._parsed.get(remembered)
+            if known is not None:
+                if offered_id.translate(None, _VALUE_BYTES):
+                    return None  # control characters: for aiohttp's parser to refuse
+                return LaneRequest(
+                    known.target,
+                    known.conditions,
+                    known.origin,
+                    _text(offered_id),
+                    known.user_agent,
+                )
+        request = parse_head(data)
+        if request is not None and len(remembered) <= _REMEMBERED_REQUEST_BYTES:
+            # Kept without the id, which is this request's alone.
+            kept = request if offered_id is None else replace(request, request_id=None)
+            put_newest(self._parsed, remembered, kept, _REQUESTS_REMEMBERED)
+        return request
 
     def head(self, answer: Answer, request_id: str, framing: str | None = None) -> bytes:
         """The status line and headers of `answer`; `framing` replaces its Content-Length."""

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from gateway.answers import Conditions
-from gateway.fast_lane import parse_head
+from gateway.fast_lane import parse_head, without_request_id
 from gateway.serve import accepts_gzip
 from tests.support.raw_http import Connection, Reply, comparable, metric, path_of
 
@@ -79,6 +79,37 @@ def test_a_plain_get_is_read_with_the_headers_its_answer_depends_on():
 )
 def test_requests_the_lane_cannot_judge_go_to_the_full_stack(data: bytes):
     assert parse_head(data) is None
+
+
+def test_requests_that_differ_only_in_their_request_id_are_remembered_as_one():
+    # nginx in front (nginx/hls-gateway.conf) sends a new X-Request-Id with every request.
+    def from_nginx(request_id: bytes, spelling: bytes = b"X-Request-Id") -> bytes:
+        return (
+            b"GET /p/tok/a.ts HTTP/1.1\r\nHost: gw\r\n"
+            + spelling
+            + b": "
+            + request_id
+            + b"\r\nX-Forwarded-Proto: http\r\n\r\n"
+        )
+
+    first, first_id = without_request_id(from_nginx(b"0a1b"))
+    second, second_id = without_request_id(from_nginx(b"2c3d4e"))
+    assert first == second
+    assert (first_id, second_id) == (b" 0a1b", b" 2c3d4e")
+    assert first.count(b"\r\n") == from_nginx(b"x").count(b"\r\n")  # the lines stay
+    lower, lower_id = without_request_id(from_nginx(b"5f", b"x-request-id"))
+    assert lower_id == b" 5f" and lower != first  # the name is kept as it was spelled
+    # Any other spelling is remembered whole, as any other request.
+    other = from_nginx(b"6a", b"X-REQUEST-ID")
+    assert without_request_id(other) == (other, None)
+    plain = b"GET /p/tok/a.ts HTTP/1.1\r\nHost: gw\r\n\r\n"
+    assert without_request_id(plain) == (plain, None)
+    unfinished = b"GET /p/tok/a.ts HTTP/1.1\r\nX-Request-Id: 9d"
+    assert without_request_id(unfinished) == (unfinished, None)
+    # The first field only: a second one stays, so the request is still seen as having two.
+    twice = from_nginx(b"7b").replace(b"X-Forwarded", b"X-Request-Id: 8c\r\nX-Forwarded")
+    cut, cut_id = without_request_id(twice)
+    assert cut_id == b" 7b" and b"X-Request-Id: 8c\r\n" in cut
 
 
 @pytest.mark.parametrize(
@@ -264,6 +295,30 @@ async def test_lane_answers_are_in_the_access_log(make_gateway, origin, caplog):
     assert mine[0]["user_agent"] == "test/1"
     assert mine[0]["bytes"] > len(reply.body)  # headers and body, as aiohttp counts them
     assert reply.headers["X-Request-Id"] == "lane-log-1"
+
+
+async def test_behind_nginx_each_request_keeps_its_own_request_id(make_gateway, origin):
+    gw = await warmed(make_gateway, origin)
+    reference = await warmed(make_gateway, origin, fast_lane=False)
+    before = await fast_answers(gw.base_url)
+    replies = []
+    for gateway in (gw, reference):
+        connection = await Connection.open(gateway.base_url)
+        segment = path_of(gateway, origin.base_url + SEG)
+        ids = [f"{n:032x}" for n in range(1, 6)]
+        for request_id in ids:
+            reply = await connection.get(
+                segment, "X-Forwarded-For: 127.0.0.1", f"X-Request-Id: {request_id}"
+            )
+            assert (reply.status, reply.headers["X-Request-Id"]) == (200, request_id)
+        # Remembered without its id, a request is still refused for a bad one.
+        reply = await connection.get(
+            segment, "X-Forwarded-For: 127.0.0.1", "X-Request-Id: bad\x01id"
+        )
+        replies.append(reply.status)
+        connection.close()
+    assert await fast_answers(gw.base_url) - before == len(ids)
+    assert replies[0] == replies[1] == 400
 
 
 @pytest.mark.asyncio(loop_factories=["asyncio"])
