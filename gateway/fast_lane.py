@@ -67,7 +67,10 @@ _FULL_STACK_ONLY = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+# LaneRequest and Reply are made per answer and never changed after; they are not frozen
+# because a frozen dataclass's __init__ costs 0.6 µs against 0.16 (it sets each field
+# through object.__setattr__), a tenth of a cached playlist's answer.
+@dataclass(slots=True)
 class LaneRequest:
     """What the lane reads from a request's header block."""
 
@@ -169,7 +172,7 @@ _STATUS_LINES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     request: LaneRequest
     answer: Answer
