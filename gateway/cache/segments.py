@@ -16,6 +16,7 @@ from gateway.cache.index import CacheIndex, IndexUnavailable, MemoryIndex, Redis
 from gateway.cache.mapped import MappedFiles
 from gateway.cache.memory import InMemory, MemoryTier
 from gateway.cache.store import DiskStore
+from gateway.recent import LapsingMap
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.cache")
@@ -44,7 +45,7 @@ class SegmentCache:
                 else MemoryIndex(settings.cache_max_bytes)
             )
         self.index = index
-        self._hot: TTLCache[str, Entry] = TTLCache(maxsize=4096, ttl=_HOT_SECONDS)
+        self._hot: LapsingMap[str, Entry] = LapsingMap(4096, _HOT_SECONDS)
         self._touched: TTLCache[str, bool] = TTLCache(maxsize=16384, ttl=_HOT_SECONDS)
         self._degraded = False
         # Disk conditions (errno names) already logged, so a full disk is one line, not one
@@ -97,7 +98,7 @@ class SegmentCache:
         if size != entry.size:
             # Evicted by another worker, cleaned or cut behind our back: a miss, never a
             # wrong body, and the entry goes so the refetch can replace it.
-            self._hot.pop(name, None)
+            self._hot.pop(name)
             self._drop_local([name])
             if size is not None:
                 self.store.remove(name)
@@ -135,7 +136,7 @@ class SegmentCache:
             return False
         self._note_up()
         for victim in evicted:
-            self._hot.pop(victim, None)
+            self._hot.pop(victim)
             self.store.remove(victim)
         if evicted:
             self._drop_local(evicted)
@@ -161,7 +162,7 @@ class SegmentCache:
 
     def forget_hot(self, name: str) -> None:
         """Drop a purged object from the local maps, so it is not served a moment longer."""
-        self._hot.pop(name, None)
+        self._hot.pop(name)
         self._drop_local([name])
 
     def _drop_local(self, names: list[str]) -> None:
