@@ -303,13 +303,15 @@ def wrk_options(connections: int = 32) -> argparse.ArgumentParser:
     """The options every load benchmark takes."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="alternations (at least 2)")
+    # Three, so that the median is a run's own figure: with two it is their mean, and one
+    # slow run drags it (the same RAM hit's CPU per request doubled between 3 s runs here).
+    parser.add_argument("--rounds", type=int, default=3, help="alternations (at least 2)")
     parser.add_argument("--connections", type=int, default=connections)
     return parser
 
 
 def alternate(runs: dict[str, object], rounds: int = 2) -> dict[str, list[dict[str, float]]]:
-    """Run each named workload `rounds` times, interleaved: A, B, A, B."""
+    """Run each named workload `rounds` times, interleaved: A, B, A, B, A, B."""
     results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, one after the other (about 13 minutes, plus a minute to encode the 1-hour MP4
+# Every benchmark, one after the other (about 16 minutes, plus a minute to encode the 1-hour MP4
 # the first time). Results: bench/results/*.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
