@@ -49,7 +49,7 @@ class LapsingMap(Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         put_newest(self._items, key, (value, self._clock() + self._ttl), self._limit)
 
-    def pop(self, key: K) -> None:
+    def discard(self, key: K) -> None:
         self._items.pop(key, None)
 
     def clear(self) -> None:

@@ -98,7 +98,7 @@ class SegmentCache:
         if size != entry.size:
             # Evicted by another worker, cleaned or cut behind our back: a miss, never a
             # wrong body, and the entry goes so the refetch can replace it.
-            self._hot.pop(name)
+            self._hot.discard(name)
             self._drop_local([name])
             if size is not None:
                 self.store.remove(name)
@@ -136,7 +136,7 @@ class SegmentCache:
             return False
         self._note_up()
         for victim in evicted:
-            self._hot.pop(victim)
+            self._hot.discard(victim)
             self.store.remove(victim)
         if evicted:
             self._drop_local(evicted)
@@ -162,7 +162,7 @@ class SegmentCache:
 
     def forget_hot(self, name: str) -> None:
         """Drop a purged object from the local maps, so it is not served a moment longer."""
-        self._hot.pop(name)
+        self._hot.discard(name)
         self._drop_local([name])
 
     def _drop_local(self, names: list[str]) -> None:
