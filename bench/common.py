@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,15 +95,28 @@ def start_relay_process(module: str, port: int, upstream: str) -> subprocess.Pop
     return process
 
 
-def relay_main(serve: Callable[[int, str], Awaitable[None]]) -> None:
-    """The command line of a relay: `--port` to listen on, `--upstream host:port`."""
+# Upstream host and port -> the factory of the relay's client-side protocol.
+RelayProtocols = Callable[[str, int], Callable[[], asyncio.Protocol]]
+
+
+def relay_main(protocols: RelayProtocols) -> None:
+    """The command line of a relay: `--port` to listen on (127.0.0.1), `--upstream
+    host:port` to relay to; serves on uvloop until killed."""
     import uvloop
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="host:port")
     args = parser.parse_args()
-    uvloop.run(serve(args.port, args.upstream))
+    host, _, port = args.upstream.rpartition(":")
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(protocols(host, int(port)), "127.0.0.1", args.port)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(serve())
 
 
 def make_media(root: Path, seconds: int = 12) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Callable
 from typing import cast
 
 from bench.common import relay_main, start_relay_process
@@ -114,14 +115,9 @@ class _Client(asyncio.Protocol):
         self._pool.ask(self._transport, path)
 
 
-async def serve(port: int, upstream: str) -> None:
-    host, _, upstream_port = upstream.rpartition(":")
-    pool = _Pool(host, int(upstream_port))
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _Client(pool), "127.0.0.1", port
-    )
-    async with server:
-        await server.serve_forever()
+def _protocols(host: str, port: int) -> Callable[[], asyncio.Protocol]:
+    pool = _Pool(host, port)
+    return lambda: _Client(pool)
 
 
 def start_http_floor(port: int, upstream: str) -> subprocess.Popen[bytes]:
@@ -129,4 +125,4 @@ def start_http_floor(port: int, upstream: str) -> subprocess.Popen[bytes]:
 
 
 if __name__ == "__main__":
-    relay_main(serve)
+    relay_main(_protocols)

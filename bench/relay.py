@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Callable
 
 from bench.common import relay_main, start_relay_process
 
@@ -71,13 +72,8 @@ class _Client(asyncio.Protocol):
             self._upstream.close()
 
 
-async def serve(port: int, upstream: str) -> None:
-    host, _, upstream_port = upstream.rpartition(":")
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _Client(host, int(upstream_port)), "127.0.0.1", port
-    )
-    async with server:
-        await server.serve_forever()
+def _protocols(host: str, port: int) -> Callable[[], asyncio.Protocol]:
+    return lambda: _Client(host, port)
 
 
 def start_relay(port: int, upstream: str) -> subprocess.Popen[bytes]:
@@ -85,4 +81,4 @@ def start_relay(port: int, upstream: str) -> subprocess.Popen[bytes]:
 
 
 if __name__ == "__main__":
-    relay_main(serve)
+    relay_main(_protocols)

@@ -42,10 +42,10 @@ _REMEMBERED_REQUEST_BYTES = 1024
 _TARGET_BYTES = bytes(range(0x21, 0x7F))
 # A field name, lowercased: an RFC 9110 token.
 _NAME_BYTES = b"!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyz-"
-# Anywhere in the head: no control characters (the CRLF line ends are counted apart).
-_HEAD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 # A field value: no control characters but tab.
 _VALUE_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+# Anywhere in the head: the same, and CR and LF (the line ends are counted apart).
+_HEAD_BYTES = b"\r\n" + _VALUE_BYTES
 # Behind nginx (nginx/hls-gateway.conf) every request carries a new X-Request-Id, so no two
 # requests are the same bytes; what they parse to is remembered without that value. Two
 # spellings are looked for (nginx's, and lowercase): a request that spells it otherwise is

@@ -25,6 +25,7 @@ from gateway.http_client import (
     Response,
     dns_addresses,
 )
+from gateway.recent import LapsingMap
 from gateway.settings import Settings
 from gateway.signing import Headers
 from playlists.urls import resolve
@@ -51,8 +52,7 @@ class Resolver:
 
     def __init__(self, *, guard: bool, ttl: float = 30.0) -> None:
         self._guard = guard
-        self._ttl = ttl
-        self._known: dict[str, tuple[float, list[str]]] = {}
+        self._known: LapsingMap[str, list[str]] = LapsingMap(1024, ttl)
 
     async def resolve(self, host: str, port: int) -> list[str]:
         # "localhost." is "localhost" written as a fully qualified name; some resolvers only
@@ -60,18 +60,15 @@ class Resolver:
         name = host.rstrip(".")
         if self._guard and (name.lower() == "localhost" or name.lower().endswith(".localhost")):
             raise ForbiddenAddressError(f"{host} is a loopback name")
-        now = time.monotonic()
         known = self._known.get(name)
-        if known is not None and known[0] > now:
-            return known[1]
+        if known is not None:
+            return known
         addresses = await self._lookup(name, port)
         if self._guard:
             for address in addresses:
                 if not is_public_address(ipaddress.ip_address(address)):
                     raise ForbiddenAddressError(f"{host} resolves to a private address")
-        if len(self._known) > 1024:
-            self._known.clear()
-        self._known[name] = (now + self._ttl, addresses)
+        self._known[name] = addresses
         return addresses
 
     async def _lookup(self, host: str, port: int) -> list[str]:

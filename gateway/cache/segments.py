@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cachetools import TTLCache
-
 from gateway.cache.entry import Entry
 from gateway.cache.index import CacheIndex, IndexUnavailable, MemoryIndex, RedisIndex
 from gateway.cache.mapped import MappedFiles
@@ -46,7 +44,7 @@ class SegmentCache:
             )
         self.index = index
         self._hot: LapsingMap[str, Entry] = LapsingMap(4096, _HOT_SECONDS)
-        self._touched: TTLCache[str, bool] = TTLCache(maxsize=16384, ttl=_HOT_SECONDS)
+        self._touched: LapsingMap[str, bool] = LapsingMap(16384, _HOT_SECONDS)
         self._degraded = False
         # Disk conditions (errno names) already logged, so a full disk is one line, not one
         # per request.
@@ -104,7 +102,7 @@ class SegmentCache:
                 self.store.remove(name)
             await self._forget(name)
             return None
-        if name not in self._touched:
+        if self._touched.get(name) is None:
             self._touched[name] = True
             try:
                 await self.index.touch(name)

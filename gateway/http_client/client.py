@@ -114,8 +114,7 @@ class HttpClient:
         try:
             await response.read_head()
         except BaseException:
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
             raise
         return response
 
@@ -126,12 +125,15 @@ class HttpClient:
             connection.idle_since = time.monotonic()
             self._idle.setdefault(connection.key, []).append(connection)
         else:
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
         slot = self._slots.get(connection.key)
         if slot is not None:
             slot.release()
         self._leave(connection.key)
+
+    def _drop(self, connection: Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
 
     def _leave(self, key: ConnectionKey) -> None:
         users = self._users.get(key, 0) - 1
@@ -155,8 +157,7 @@ class HttpClient:
             connection = idle.pop()
             if self._usable(connection, now):
                 return connection
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
         return None
 
     def _usable(self, connection: Connection, now: float) -> bool:
@@ -177,8 +178,7 @@ class HttpClient:
                 if self._usable(connection, now):
                     keep.append(connection)
                 else:
-                    connection.close()
-                    self._open.discard(connection)
+                    self._drop(connection)
             if keep:
                 self._idle[key] = keep
             else:

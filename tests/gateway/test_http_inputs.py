@@ -344,6 +344,33 @@ def test_host_lists_come_from_comma_separated_environment_variables(monkeypatch)
     assert settings.upstream_deny == ["bad.akamaized.net"]
 
 
+async def test_the_resolver_keeps_a_names_addresses_for_its_ttl_and_never_a_refused_one(
+    monkeypatch,
+):
+    from gateway.upstream import ForbiddenAddressError, Resolver
+
+    asked: list[str] = []
+
+    async def pretend_dns(self, host, port):
+        asked.append(host)
+        return ["127.0.0.1", "::1"]
+
+    monkeypatch.setattr(Resolver, "_lookup", pretend_dns)
+    kept = Resolver(guard=False, ttl=30.0)
+    assert await kept.resolve("cdn.test", 80) == ["127.0.0.1", "::1"]
+    assert await kept.resolve("cdn.test.", 443) == ["127.0.0.1", "::1"]  # one name, any port
+    assert asked == ["cdn.test"]
+    fresh = Resolver(guard=False, ttl=0.0)
+    for _ in range(2):
+        await fresh.resolve("cdn.test", 80)
+    assert asked == ["cdn.test"] * 3
+    guarded = Resolver(guard=True, ttl=30.0)
+    for _ in range(2):
+        with pytest.raises(ForbiddenAddressError):
+            await guarded.resolve("cdn.test", 80)
+    assert asked == ["cdn.test"] * 5
+
+
 async def test_a_name_resolving_to_loopback_is_refused_at_the_connector(
     make_gateway, origin, monkeypatch
 ):
