@@ -266,7 +266,9 @@ def _run_worker(settings: Settings, socks: list[socket.socket]) -> None:
     from gateway.access_log import access_logging
     from gateway.app import create_app
     from gateway.event_loop import new_event_loop
+    from gateway.heap import keep_freed_heap
 
+    keep_freed_heap(settings.heap_keep_bytes)
     loop = new_event_loop(settings.event_loop)
     asyncio.set_event_loop(loop)
     app = create_app(settings)

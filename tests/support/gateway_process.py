@@ -21,6 +21,7 @@ from tests.support.ports import free_port
 class GatewayProcess:
     base_url: str
     env: dict[str, str]
+    pid: int  # with one worker (the default), the process that serves
 
     async def mint(self, upstream: str) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -52,7 +53,7 @@ async def gateway_process(cache_dir: Path, **settings: str) -> AsyncIterator[Gat
             if not await _ready(base, process):
                 errors.seek(0)
                 raise GatewayExited(process.returncode, errors.read().decode(errors="replace"))
-            yield GatewayProcess(base, env)
+            yield GatewayProcess(base, env, process.pid)
         finally:
             if process.returncode is None:
                 process.terminate()
