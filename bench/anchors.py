@@ -27,6 +27,7 @@ from bench.common import (
     ensure_tools,
     free_port,
     make_media,
+    pid_of,
     report,
     save,
     workdir,
@@ -40,6 +41,7 @@ from bench.peers import (
     flag_errors,
     get,
     load_note,
+    print_cpu,
     print_latency,
     print_ratios,
     written_uri,
@@ -57,8 +59,12 @@ def check(name: str, url: str, expected: bytes | None = None) -> bytes:
     return body
 
 
-def start_hls_proxy(work: Path, origin: str, stack: contextlib.ExitStack) -> tuple[str, str] | None:
-    """The segment link HLS-Proxy wrote and its long.m3u8 link, or None when not installed."""
+Started = tuple[str, str, int | None]
+
+
+def start_hls_proxy(work: Path, origin: str, stack: contextlib.ExitStack) -> Started | None:
+    """The segment link HLS-Proxy wrote, its long.m3u8 link and its process, or None when
+    not installed."""
     proxy = HlsProxy(free_port(), work / "hls-proxy.log")
     problem = proxy.install()
     if problem:
@@ -71,11 +77,12 @@ def start_hls_proxy(work: Path, origin: str, stack: contextlib.ExitStack) -> tup
     encoded = base64.b64encode(f"{origin}/{SEGMENT}".encode()).decode()
     segment = written_uri(playlist, encoded)
     print(f"HLS-Proxy writes segment links as {segment}")
-    return segment, proxy.url(f"{origin}/long.m3u8")
+    return segment, proxy.url(f"{origin}/long.m3u8"), pid_of(proxy.process)
 
 
-def start_mediaflow(work: Path, origin: str, stack: contextlib.ExitStack) -> tuple[str, str] | None:
-    """The segment link mediaflow wrote and its long.m3u8 link, or None when not installed."""
+def start_mediaflow(work: Path, origin: str, stack: contextlib.ExitStack) -> Started | None:
+    """The segment link mediaflow wrote, its long.m3u8 link and its process, or None when
+    not installed."""
     proxy = MediaFlow(free_port(), work / "mediaflow.log")
     problem = proxy.install()
     if problem:
@@ -86,7 +93,7 @@ def start_mediaflow(work: Path, origin: str, stack: contextlib.ExitStack) -> tup
     playlist = check("mediaflow-proxy", proxy.manifest_url(f"{origin}/index.m3u8"))
     segment = written_uri(playlist, urllib.parse.quote(f"/{SEGMENT}", safe=""))
     print(f"mediaflow-proxy writes segment links as {segment}")
-    return segment, proxy.manifest_url(f"{origin}/long.m3u8")
+    return segment, proxy.manifest_url(f"{origin}/long.m3u8"), pid_of(proxy.process)
 
 
 def main() -> None:
@@ -108,10 +115,18 @@ def main() -> None:
         playlists = {"nginx raw playlist": f"{origin}/long.m3u8"}
         segments["gateway RAM hit"] = gateway.mint(f"{origin}/{SEGMENT}")
         playlists["gateway rewritten"] = gateway.mint(f"{origin}/long.m3u8")
+        pids = {
+            "nginx static": pid_of(nginx.process),
+            "nginx raw playlist": pid_of(nginx.process),
+            "gateway RAM hit": pid_of(gateway.process),
+            "gateway rewritten": pid_of(gateway.process),
+        }
         for name, starter in (("HLS-Proxy", start_hls_proxy), ("mediaflow-proxy", start_mediaflow)):
             started = starter(work, origin, stack)
             if started is not None:
-                segments[f"{name} cache hit"], playlists[f"{name} rewritten"] = started
+                segment, playlist, pid = started
+                segments[f"{name} cache hit"], playlists[f"{name} rewritten"] = segment, playlist
+                pids[f"{name} cache hit"] = pids[f"{name} rewritten"] = pid
         # Warm: gateway fill then promotion to RAM (second hit), peers' caches filled.
         for name, url in segments.items():
             for _ in range(3):
@@ -119,17 +134,20 @@ def main() -> None:
         for name, url in playlists.items():
             for _ in range(2):
                 check(name, url)
-        data = run_workloads(segments, playlists, args)
+        data = run_workloads(segments, playlists, pids, args)
         data["load_before"] = before
         print(f"\nresults: {save('anchors', data)}")
 
 
 def run_workloads(
-    segments: dict[str, str], playlists: dict[str, str], args: argparse.Namespace
+    segments: dict[str, str],
+    playlists: dict[str, str],
+    pids: dict[str, int | None],
+    args: argparse.Namespace,
 ) -> dict[str, object]:
-    def run(url: str) -> Callable[[], dict[str, float]]:
+    def run(url: str, pid: int | None) -> Callable[[], dict[str, float]]:
         def measure() -> dict[str, float]:
-            result = wrk(url, connections=args.connections, seconds=args.seconds)
+            result = wrk(url, connections=args.connections, seconds=args.seconds, server_pid=pid)
             if result["rps"] == 0 and not result.get("socket_errors"):
                 # Not one answer finished within the run at this concurrency (mediaflow's
                 # 1,000-segment rewrite on a slow day): one connection for three times as
@@ -144,8 +162,8 @@ def run_workloads(
 
         return measure
 
-    hits = alternate({name: run(url) for name, url in segments.items()}, args.rounds)
-    lists = alternate({name: run(url) for name, url in playlists.items()}, args.rounds)
+    hits = alternate({name: run(url, pids[name]) for name, url in segments.items()}, args.rounds)
+    lists = alternate({name: run(url, pids[name]) for name, url in playlists.items()}, args.rounds)
     print(
         "\nsegment 1.1 MB, playlist 1,000 segments; "
         f"wrk -t1 -c{args.connections} -d{args.seconds}s --timeout 10s"
@@ -153,9 +171,11 @@ def run_workloads(
     data: dict[str, object] = {"links": {"segments": segments, "playlists": playlists}}
     data["hits"] = report("Hot segment hit (req/s)", hits, "rps", "nginx static")
     print_ratios(data["hits"], "gateway RAM hit")  # type: ignore[arg-type]
+    print_cpu(hits)
     flag_errors(hits)
     data["playlists"] = report("1,000-segment playlist (req/s)", lists, "rps", "nginx raw playlist")
     print_ratios(data["playlists"], "gateway rewritten")  # type: ignore[arg-type]
+    print_cpu(lists)
     flag_errors(lists)
     print_latency(hits, lists)
     return data

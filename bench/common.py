@@ -69,6 +69,10 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(kid) for kid in children(pid))
 
 
+def pid_of(process: subprocess.Popen[bytes] | None) -> int | None:
+    return process.pid if process is not None else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -282,12 +286,18 @@ def wrk(
     seconds: int = 5,
     timeout: int = 10,
     script: Path | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     """Requests per second, latency percentiles (ms), non-2xx answers, socket errors and
     bytes per response from `wrk --latency` (with a Lua `script` when given). The timeout is
     longer than wrk's 2 s default, which drops slower requests without counting them and so
-    hides slow servers."""
+    hides slow servers. Also the CPU wrk itself used, as a share of one core per thread (near
+    1.0, the load generator is the limit and not the server), and, given the server's
+    process, that process tree's CPU per request."""
     scripted = ["-s", str(script)] if script is not None else []
+    server_before = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
+    client_before = os.times()
+    started = time.perf_counter()
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
          "--latency", *scripted, url],
@@ -309,6 +319,15 @@ def wrk(
         result["bytes_per_response"] = float(read.group(2)) * scale / int(read.group(1))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     result["socket_errors"] = float(sum(map(int, sock.groups()))) if sock else 0.0
+    elapsed = time.perf_counter() - started
+    client = os.times()
+    client_seconds = (client.children_user - client_before.children_user) + (
+        client.children_system - client_before.children_system
+    )
+    result["client_cpu_share"] = client_seconds / elapsed / threads
+    if server_pid is not None and result["rps"]:
+        server_seconds = tree_cpu_seconds(server_pid) - server_before
+        result["server_cpu_us"] = server_seconds / (result["rps"] * seconds) * 1e6
     return result
 
 

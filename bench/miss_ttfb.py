@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import statistics
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from bench.common import (
     SlowOrigin,
     free_port,
     make_media,
+    pid_of,
     save,
     static_nginx,
     tree_cpu_seconds,
@@ -177,10 +177,6 @@ async def main() -> None:
                 await runner.cleanup()
     summary = {kind: table(kind, runs, args) for kind, runs in results.items()}
     print(f"results: {save('miss_ttfb', summary)}")
-
-
-def pid_of(process: subprocess.Popen[bytes] | None) -> int | None:
-    return process.pid if process is not None else None
 
 
 def table(kind: str, results: dict[str, Runs], args: argparse.Namespace) -> dict:

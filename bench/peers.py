@@ -329,6 +329,20 @@ def print_latency(*results: dict[str, list[dict[str, float]]]) -> None:
             print(f"| {name} | {p50:,.2f} | {p99:,.2f} | {size / 1024:,.1f} |")
 
 
+def print_cpu(results: dict[str, list[dict[str, float]]]) -> None:
+    """Each server's CPU per request and the load generator's CPU (medians of runs). Where
+    wrk's share is near 1.0 for two servers, their req/s is wrk's limit, not theirs, and the
+    CPU each spent per request is what tells them apart."""
+    print(
+        "\n| server | its CPU per request, µs | wrk's CPU, share of its core "
+        "(medians of runs) |\n|---|---|---|"
+    )
+    for name, runs in results.items():
+        server = median([r.get("server_cpu_us", float("nan")) for r in runs])
+        client = median([r.get("client_cpu_share", float("nan")) for r in runs])
+        print(f"| {name} | {server:,.1f} | {client:.2f} |")
+
+
 def load_note(when: str) -> str:
     """The machine's load average before a run, printed with the tables: these benches share
     the cores with whatever else runs, and a load near the CPU count before a run (ours have
