@@ -24,6 +24,7 @@ import aiohttp
 
 from bench.common import Gateway, free_port, save, static_nginx, workdir
 from bench.miss_ttfb import OBJECTS, directory_of, make_miss_media
+from tests.support.redis_server import throwaway_redis
 
 STEPS = (
     "client sends",
@@ -32,6 +33,8 @@ STEPS = (
     "answer task runs",
     "looked up",
     "flight task runs",
+    "claim asked",
+    "claimed",
     "looked up again",
     "upstream asked",
     "client's request",
@@ -68,6 +71,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--object", choices=OBJECTS.values(), default=OBJECTS["1.1 MB segment"])
+    parser.add_argument(
+        "--redis", action="store_true", help="the index in Redis (its own server), as deployed"
+    )
     args = parser.parse_args()
     with workdir() as work, contextlib.ExitStack() as stack:
         media = make_miss_media(work)
@@ -75,8 +81,14 @@ async def main() -> None:
         stack.callback(origin.stop)
         origin_base = f"http://127.0.0.1:{origin.port}"
         trace = work / "steps.jsonl"
+        shared: dict[str, str] = {}
+        if args.redis:
+            (work / "redis").mkdir()
+            shared["redis_url"] = stack.enter_context(throwaway_redis(work / "redis"))
         gateway = Gateway(free_port(), work / "cache")
-        gateway.start(entry="bench.traced_gateway", prefetch_segments="0", trace_file=str(trace))
+        gateway.start(
+            entry="bench.traced_gateway", prefetch_segments="0", trace_file=str(trace), **shared
+        )
         try:
             make = directory_of(gateway, origin_base)
             async with aiohttp.ClientSession() as session:
@@ -96,7 +108,11 @@ async def main() -> None:
             gaps.setdefault(f"{before} → {after}", []).append(
                 (stamps[after] - stamps[before]) / 1000
             )
-    print(f"\n## A cold miss step by step ({args.object}, {args.requests} sequential misses)\n")
+    index = "Redis index" if args.redis else "embedded index"
+    print(
+        f"\n## A cold miss step by step ({args.object}, {index}, "
+        f"{args.requests} sequential misses)\n"
+    )
     print("| step | p50 µs |\n|---|---|")
     summary = {}
     for step, values in gaps.items():

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from gateway import broadcast, cli, fetcher, lane_connection, lane_waits, upstream
-from gateway.cache import segments
+from gateway.cache import segments, shared_flight
 from gateway.fetcher import MediaHead
 from gateway.http_client import client, response
 
@@ -91,6 +91,7 @@ def install() -> None:
     _around_async(lane_waits.WaitedAnswers, "serve", before=("answer task runs",))
     _around_async(segments.SegmentCache, "lookup", after=("looked up", "looked up again"))
     _around_async(fetcher.Fetcher, "_fly", before=("flight task runs",))
+    _around_async(shared_flight.FlightLocks, "claim", ("claim asked",), ("claimed",))
     _around_async(upstream.UpstreamClient, "open", ("upstream asked",), ("upstream head",))
     _around_async(client.HttpClient, "get", before=("client's request",))
     _around(client, "request_bytes", after=("request built",))
