@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def queued_seconds() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (schedstat(5)'s second
+    field): on two cores shared by the load generator, the proxy and the origin, the part
+    of a request's time that is nobody's work."""
+    waited = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").read_text().split()[1]
+    return int(waited) / 1e9
 
 
 def children(pid: int) -> list[int]:

@@ -41,6 +41,7 @@ from bench.common import (
     free_port,
     make_media,
     pid_of,
+    queued_seconds,
     save,
     static_nginx,
     tree_cpu_seconds,
@@ -74,6 +75,8 @@ class MissPath:
 class Runs:
     times_ms: list[list[float]] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)  # per miss, each run
+    # The load generator's wait for a CPU, per miss, each run.
+    queued_ms: list[float] = field(default_factory=list)
 
 
 async def measure(
@@ -90,7 +93,9 @@ async def measure_run(
     session: aiohttp.ClientSession, path: MissPath, name: str, count: int, runs: Runs
 ) -> None:
     before = tree_cpu_seconds(path.pid) if path.pid is not None else 0.0
+    queued = queued_seconds()
     runs.times_ms.append(await measure(session, path.make_url, name, count))
+    runs.queued_ms.append((queued_seconds() - queued) / count * 1000)
     if path.pid is not None:
         runs.cpu_ms.append((tree_cpu_seconds(path.pid) - before) / count * 1000)
 
@@ -183,8 +188,9 @@ def table(kind: str, results: dict[str, Runs], args: argparse.Namespace) -> dict
     print(f"\n## Cold-miss TTFB, {args.requests} distinct objects per run ({kind}), "
           f"origin: {args.origin}\n")  # fmt: skip
     print("| path | p50 ms (each run) | p95 ms (each run) | p50 overhead vs origin "
-          "| CPU ms per request (its process) |")  # fmt: skip
-    print("|---|---|---|---|---|")
+          "| CPU ms per request (its process) | load generator's wait for a CPU, ms per "
+          "request |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     origin_p50s = [statistics.median(r) for r in results["origin direct"].times_ms]
     summary = {}
     for name, runs in results.items():
@@ -192,11 +198,18 @@ def table(kind: str, results: dict[str, Runs], args: argparse.Namespace) -> dict
         p95s = [statistics.quantiles(r, n=100)[94] for r in runs.times_ms]
         overhead = statistics.median(p - o for p, o in zip(p50s, origin_p50s, strict=True))
         cpu = statistics.median(runs.cpu_ms) if runs.cpu_ms else None
-        summary[name] = {"p50_ms": p50s, "p95_ms": p95s, "overhead_ms": overhead, "cpu_ms": cpu}
+        queued = statistics.median(runs.queued_ms)
+        summary[name] = {
+            "p50_ms": p50s,
+            "p95_ms": p95s,
+            "overhead_ms": overhead,
+            "cpu_ms": cpu,
+            "client_queued_ms": queued,
+        }
         print(
             f"| {name} | {', '.join(f'{v:.2f}' for v in p50s)} | "
             f"{', '.join(f'{v:.2f}' for v in p95s)} | {overhead:+.2f} ms | "
-            f"{'—' if cpu is None else f'{cpu:.2f}'} |"
+            f"{'—' if cpu is None else f'{cpu:.2f}'} | {queued:.2f} |"
         )
     return summary
 
