@@ -3,7 +3,7 @@
 Every read from an upstream socket is a new bytes object of up to 256 KB (the event loop's
 read size), freed once its bytes are sent and written to disk. glibc hands the top of its
 heap back to the kernel whenever more than twice its (moving) mmap threshold lies free there,
-so each of those objects was taken again as fresh pages: about 240 page faults per 1.1 MB
+so each of those objects was taken again as fresh pages: 209 to 243 page faults per 1.1 MB
 miss, every one a page the kernel zeroes first. Keeping freed heap up to a bound, and giving
 objects under 1 MB their place on the heap, makes those reads reuse pages already mapped
 (bench/HISTORY.md has the measurement). Larger objects (RAM-tier copies of whole segments)
@@ -17,7 +17,7 @@ import ctypes
 # mallopt(3) parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-OWN_MAPPING_BYTES = 1024 * 1024
+_OWN_MAPPING_BYTES = 1024 * 1024
 
 
 def keep_freed_heap(keep_bytes: int) -> bool:
@@ -33,6 +33,6 @@ def keep_freed_heap(keep_bytes: int) -> bool:
     mallopt.restype = ctypes.c_int
     keep = min(keep_bytes, 2**31 - 1)  # an int in C
     # Setting either stops glibc from moving both thresholds as it goes.
-    return bool(mallopt(_M_MMAP_THRESHOLD, OWN_MAPPING_BYTES)) and bool(
+    return bool(mallopt(_M_MMAP_THRESHOLD, _OWN_MAPPING_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, keep)
     )
