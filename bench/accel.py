@@ -11,9 +11,11 @@ tier, no nginx) is shown for reference, and so is the shipped front in front of 
 written in C: a second nginx that answers every request with the gateway's own
 X-Accel-Redirect headers (`return 200`), about 9 µs of CPU per answer. That row is the
 config's ceiling: what is left between it and the gateway's row is the gateway's CPU per
-answer, which shares the two cores with nginx and the load generator. Playlist: long.m3u8 as a raw file from nginx, the
-gateway's rewritten copy through the front nginx (nginx's proxy_cache, as shipped), and
-from the gateway directly. One nginx worker each, as in the other benchmarks.
+answer, which shares the two cores with nginx and the load generator.
+
+Playlist: long.m3u8 as a raw file from nginx, the gateway's rewritten copy through the
+front nginx (nginx's proxy_cache, as shipped), and from the gateway directly. One nginx
+worker each, as in the other benchmarks.
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
     print(f"\nX-Accel hit / nginx static = {ratio:.2f}× (target ≥ {TARGET}: {verdict})")
     ceiling = ratios["nginx → C backend, same answer"]
     print(
-        f"the same front over a C backend: {ceiling:.2f}×; the gateway reaches {ratio / ceiling:.2f} of it"
+        f"the same front over a C backend: {ceiling:.2f}×; "
+        f"the gateway reaches {ratio / ceiling:.2f} of it"
     )
     return data
 

@@ -83,7 +83,6 @@ async def main() -> None:
         trace = work / "steps.jsonl"
         shared: dict[str, str] = {}
         if args.redis:
-            (work / "redis").mkdir()
             shared["redis_url"] = stack.enter_context(throwaway_redis(work / "redis"))
         gateway = Gateway(free_port(), work / "cache")
         gateway.start(

@@ -143,7 +143,6 @@ async def main() -> None:
         stack.callback(gateway.stop)
         gateway.start(prefetch_segments="0")
         # As deployed with several workers or nodes: the index in Redis (its own server).
-        (work / "redis").mkdir()
         redis_url = stack.enter_context(throwaway_redis(work / "redis"))
         shared = Gateway(free_port(), work / "cache-redis")
         stack.callback(shared.stop)

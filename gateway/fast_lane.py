@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -79,6 +79,11 @@ class LaneRequest:
     origin: str | None = None
     request_id: str | None = None
     user_agent: str | None = None
+
+    def with_request_id(self, request_id: str | None) -> LaneRequest:
+        """The same request under another X-Request-Id (the constructor, not
+        `dataclasses.replace`, which costs several times as much)."""
+        return LaneRequest(self.target, self.conditions, self.origin, request_id, self.user_agent)
 
 
 def parse_head(data: bytes) -> LaneRequest | None:
@@ -241,17 +246,11 @@ class FastLane:
             if known is not None:
                 if offered_id.translate(None, _VALUE_BYTES):
                     return None  # control characters: for aiohttp's parser to refuse
-                return LaneRequest(
-                    known.target,
-                    known.conditions,
-                    known.origin,
-                    _text(offered_id),
-                    known.user_agent,
-                )
+                return known.with_request_id(_text(offered_id))
         request = parse_head(data)
         if request is not None and len(remembered) <= _REMEMBERED_REQUEST_BYTES:
             # Kept without the id, which is this request's alone.
-            kept = request if offered_id is None else replace(request, request_id=None)
+            kept = request if offered_id is None else request.with_request_id(None)
             put_newest(self._parsed, remembered, kept, _REQUESTS_REMEMBERED)
         return request
 

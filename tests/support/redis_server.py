@@ -28,10 +28,12 @@ def answers(url: str) -> bool:
 
 @contextmanager
 def throwaway_redis(workdir: Path) -> Iterator[str]:
-    """`redis-server` on a free loopback port, keeping nothing on disk, stopped afterwards."""
+    """`redis-server` on a free loopback port, keeping nothing on disk, stopped afterwards;
+    `workdir` (made when missing) is its working directory."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (tests/run.sh installs it)")
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = _server(binary, _ephemeral(port, workdir), workdir)
     url = f"redis://127.0.0.1:{port}/0"
@@ -83,7 +85,6 @@ def _wait(
 @contextmanager
 def throwaway_sentinel(workdir: Path) -> Iterator[str]:
     """A master and one Sentinel watching it: yields a `redis+sentinel://` URL."""
-    (workdir / "master").mkdir(exist_ok=True)
     with throwaway_redis(workdir / "master") as master_url:
         master_port = int(master_url.rsplit(":", 1)[1].split("/")[0])
         port = free_port()
