@@ -44,10 +44,11 @@ def test_a_full_map_drops_its_oldest_entry():
     assert len(hot) == 3
 
 
-def test_discard_forgets_an_entry():
+def test_discard_and_clear_forget_entries():
     hot: LapsingMap[str, int] = LapsingMap(3, ttl=60.0)
     hot["a"], hot["b"] = 1, 2
     hot.discard("a")
     hot.discard("missing")  # nothing to forget: no error
     assert (hot.get("a"), hot.get("b")) == (None, 2)
-    assert len(hot) == 1
+    hot.clear()
+    assert len(hot) == 0 and hot.get("b") is None
