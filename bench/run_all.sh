@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other (about 16 minutes, plus a minute to encode the 1-hour MP4
-# the first time). Results: bench/results/*.json
+# the first time). Results: bench/results/*.json; the last lines are the targets met or not,
+# and the exit status is 0 only when every one is met (python -m bench.verdict).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m bench.rewrite
@@ -17,3 +18,4 @@ python3 -m bench.anchors
 python3 -m bench.memory
 python3 -m bench.scaling
 python3 -m bench.accel
+python3 -m bench.verdict
