@@ -1,5 +1,5 @@
 """The gateway against the peer proxies: HLS-Proxy (Node.js, npm) and mediaflow-proxy
-(Python, PyPI), with nginx static as the reference; same run, same wrk, A B C D A B C D.
+(Python, PyPI), with nginx static as the reference; same run, same wrk, A B C D D C B A A B C D.
 
     python -m bench.anchors [--seconds 5] [--connections 32] [--rounds 2]
 
