@@ -1,18 +1,25 @@
 """Coalescing: 200 concurrent cold requests for one 5 MB segment from a throttled origin.
 
 python -m bench.coalescing [--clients 200] [--rate 10]   # rate in MB/s
+
+The origin (`bench.throttled_origin`) runs in a process of its own and keeps to its rate's
+schedule, so its transfer takes size / rate whatever the 200 clients cost this process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
+import sys
 import time
+import urllib.request
 
-from aiohttp import web
 from yarl import URL
 
-from bench.common import Gateway, free_port, save, workdir
+from bench.common import ROOT, Gateway, free_port, save, wait_port, workdir
+from bench.throttled_origin import body as origin_body
 
 
 class _Reader(asyncio.Protocol):
@@ -70,57 +77,50 @@ async def fetch(url: str, *, keep: bool) -> tuple[float, int, bytes]:
     return finished, reader.size, bytes(reader.body)
 
 
-async def main() -> None:
+async def run_clients(url: str, clients: int, body: bytes) -> tuple[float, list[float]]:
+    """When the clients started, and each one's finish, from that start."""
+    started = time.perf_counter()
+    # A few clients keep their bytes to compare; the rest count them, so that the load
+    # generator costs little next to the gateway on a 2-core machine.
+    results = await asyncio.gather(*(fetch(url, keep=i < 5) for i in range(clients)))
+    assert all(size == len(body) for _, size, _ in results)
+    assert all(kept in (b"", body) for _, _, kept in results)
+    return started, [done - started for done, _, _ in results]
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0)
     args = parser.parse_args()
-    body = bytes([0x47]) + bytes(5 * 1024 * 1024 - 1)  # a TS sync byte, then 5 MB
-    seen = 0
-    sent_last = 0.0  # when the origin handed its last byte to the socket
-
-    async def throttled(request: web.Request) -> web.StreamResponse:
-        nonlocal seen, sent_last
-        seen += 1
-        response = web.StreamResponse(headers={"Content-Type": "video/mp2t"})
-        response.content_length = len(body)
-        await response.prepare(request)
-        step = 64 * 1024
-        for offset in range(0, len(body), step):
-            await response.write(body[offset : offset + step])
-            if offset + step < len(body):
-                await asyncio.sleep(step / (args.rate * 1024 * 1024))
-        sent_last = time.perf_counter()
-        return response
-
-    app = web.Application()
-    app.router.add_get("/big.ts", throttled)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    body = origin_body(5 * 1024 * 1024)  # a TS sync byte, then zeros
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    with workdir() as work:
-        gateway = Gateway(free_port(), work / "cache")
-        gateway.start()
-        try:
-            url = gateway.mint(f"http://127.0.0.1:{port}/big.ts")
-            started = time.perf_counter()
-            # A few clients keep their bytes to compare; the rest count them, so that the
-            # load generator costs little next to the gateway on a 2-core machine.
-            clients = [fetch(url, keep=i < 5) for i in range(args.clients)]
-            results = await asyncio.gather(*clients)
-            finishes = [done - started for done, _, _ in results]
-            assert all(size == len(body) for _, size, _ in results)
-            assert all(kept in (b"", body) for _, _, kept in results)
-        finally:
-            gateway.stop()
-            await runner.cleanup()
-    # The origin shares this process's event loop with the 200 readers, so its pacing runs
-    # late when they are busy: besides the nominal transfer time (size / rate), the ratio is
-    # also taken against when the origin really sent its last byte. Both are measured from
-    # the moment the clients start, as the last client's finish is.
+    origin = subprocess.Popen(
+        [sys.executable, "-m", "bench.throttled_origin", "--port", str(port),
+         "--rate", str(args.rate), "--size-mb", "5"],
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        with workdir() as work:
+            gateway = Gateway(free_port(), work / "cache")
+            gateway.start()
+            try:
+                url = gateway.mint(f"http://127.0.0.1:{port}/big.ts")
+                started, finishes = asyncio.run(run_clients(url, args.clients, body))
+            finally:
+                gateway.stop()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats") as answer:
+            stats = json.load(answer)
+    finally:
+        origin.terminate()
+        origin.wait(10)
+    seen = stats["requests"]
+    # Besides the nominal transfer time (size / rate), the ratio is also taken against when
+    # the origin really sent its last byte. Both are measured from the moment the clients
+    # start, as the last client's finish is.
     nominal = len(body) / (args.rate * 1024 * 1024)
-    origin_done = sent_last - started
+    origin_done = stats["last_byte_sent"] - started
     last = max(finishes)
     print(f"\n## Coalescing: {args.clients} cold clients, one 5 MB segment at {args.rate:g} MB/s\n")
     print(
@@ -141,4 +141,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
