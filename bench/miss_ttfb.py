@@ -13,14 +13,14 @@ section or a subtitle file), whose whole body arrives in one read. The origin
 is an nginx process of its own. `--origin in-process` serves it from the load generator's
 own event loop instead (what this script did at first): the direct fetch then never leaves
 the process, while every proxied one crosses into the proxy and back twice, so the
-overhead it reports includes two process wake-ups any proxy pays on this machine. A warm-up
-pass of every path comes first and is not counted (the first run of whichever path went first
-was up to twice as slow), the paths go in reverse order every other round (as
-`bench.common.alternate` does), and each path's overhead is taken against the origin's p50 of the
-same round, so that drift between rounds does not count as overhead. Beside the times: the CPU each
-proxy process spent per miss (user + system, from /proc; for nginx its master and worker, for
-the gateway with the Redis index not the Redis server's), a steadier figure than times on a
-machine whose speed moves between runs.
+overhead it reports includes two process wake-ups any proxy pays on this machine. A
+warm-up pass of every path comes first and is not counted (the first run of whichever path
+went first was up to twice as slow), the paths go in reverse order every other round (as
+`bench.common.alternate` does), and each path's overhead is taken against the origin's p50
+of the same round, so that drift between rounds does not count as overhead. Beside the
+times: the CPU each proxy process spent per miss (user + system, from /proc; for nginx its
+master and worker, for the gateway with the Redis index not the Redis server's), a steadier
+figure than times on a machine whose speed moves between runs.
 
 The load generator, the origin and the proxy share two cores, and a player does not share
 its proxy's. Woken by the first bytes, the load generator could wait for a CPU behind the
