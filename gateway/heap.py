@@ -5,9 +5,10 @@ read size), freed once its bytes are sent and written to disk. glibc hands the t
 heap back to the kernel whenever more than twice its (moving) mmap threshold lies free there,
 so each of those objects was taken again as fresh pages: 209 to 243 page faults per 1.1 MB
 miss, every one a page the kernel zeroes first. Keeping freed heap up to a bound, and giving
-objects under 1 MB their place on the heap, makes those reads reuse pages already mapped
-(bench/HISTORY.md has the measurement). Larger objects (RAM-tier copies of whole segments)
-still get a mapping of their own, which goes back to the kernel when they are freed.
+objects under 4 MB their place on the heap, makes those reads reuse pages already mapped, and
+so do the few-megabyte strings of a long playlist's rewrite and the RAM tier's copies of
+HD segments (bench/HISTORY.md has the measurements). Larger objects get a mapping of their
+own, which goes back to the kernel when they are freed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ctypes
 # mallopt(3) parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_OWN_MAPPING_BYTES = 1024 * 1024
+_OWN_MAPPING_BYTES = 4 * 1024 * 1024
 
 
 def keep_freed_heap(keep_bytes: int) -> bool:
