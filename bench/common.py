@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import re
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -29,8 +31,8 @@ import aiohttp
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
-_T = TypeVar("_T")
 RESULTS = ROOT / "bench" / "results"
+_T = TypeVar("_T")
 
 
 def ensure_tools() -> None:
@@ -77,9 +79,6 @@ def set_scheduler_slice(nanoseconds: int) -> int:
     kernel's default (1.4 ms on the 2-core machine measured) it waited behind an origin's or
     a proxy's burst of work.
     """
-    import ctypes
-    import struct
-
     number = _SCHED_SETATTR.get(os.uname().machine)
     if number is not None:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -27,8 +27,9 @@ MISSES = 30
 _BEFORE_WORK = """
 import resource, sys
 from gateway.heap import keep_freed_heap
+from gateway.settings import Settings
 if sys.argv[1] == "keep":
-    keep_freed_heap(64 * 1024 * 1024)
+    keep_freed_heap(Settings.model_fields["heap_keep_bytes"].default)
 """
 _AFTER_WORK = """
 for _ in range(3):
