@@ -1,7 +1,7 @@
 """Behind nginx: the shipped nginx/hls-gateway.conf in front of the gateway, which answers
 disk hits with X-Accel-Redirect into an `internal` location aliased to its cache directory.
 
-    python -m bench.accel [--seconds 5] [--connections 32] [--rounds 2]
+    python -m bench.accel [--seconds 5] [--connections 32] [--rounds 3]
 
 Segment: nginx sending the file itself (static, the anchor) against the same nginx build
 in front of the gateway (one proxied request to the gateway for headers, then nginx sends

@@ -1,7 +1,7 @@
 """The gateway against the peer proxies: HLS-Proxy (Node.js, npm) and mediaflow-proxy
 (Python, PyPI), with nginx static as the reference; same run, same wrk, A B C D D C B A A B C D.
 
-    python -m bench.anchors [--seconds 5] [--connections 32] [--rounds 2]
+    python -m bench.anchors [--seconds 5] [--connections 32] [--rounds 3]
 
 Workloads: one hot 1.1 MB segment, each proxy's cache hit (HLS-Proxy `--prefetch
 --cache-storage memory`: RAM; mediaflow: its Redis segment cache, db 14; the gateway: its
