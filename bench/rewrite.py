@@ -113,7 +113,10 @@ def main() -> None:
     gateway worker sets at start (`gateway.heap`, `GATEWAY_HEAP_KEEP_BYTES`), under which
     the gateway runs them. A rewrite's output is a new string of a megabyte or more, so the
     policy decides whether each one is written into pages already mapped or into fresh ones
-    the kernel must fault in. The results (and the targets) are the worker's figures."""
+    the kernel must fault in. The results (and the targets) are the worker's figures. The
+    C library's pass runs first because a worker's policy cannot be undone in the process,
+    so the pair is in one order only; bench/HISTORY.md has them in fresh processes,
+    alternating."""
     runs = workloads()
     library = timed(runs.pop("m3u8_ms"), repeat=5)
     c_library = {key: timed(run) for key, run in runs.items()}
