@@ -1,14 +1,16 @@
 """How the C heap gives freed memory back: kept for the next body instead of returned at once.
 
-Every read from an upstream socket is a new bytes object of up to 256 KB (the event loop's
-read size), freed once its bytes are sent and written to disk. glibc hands the top of its
-heap back to the kernel whenever more than twice its (moving) mmap threshold lies free there,
-so each of those objects was taken again as fresh pages: 209 to 243 page faults per 1.1 MB
-miss, every one a page the kernel zeroes first. Keeping freed heap up to a bound, and giving
-objects under 4 MB their place on the heap, makes those reads reuse pages already mapped, and
-so do the few-megabyte strings of a long playlist's rewrite and the RAM tier's copies of
-HD segments (bench/HISTORY.md has the measurements). Larger objects get a mapping of their
-own, which goes back to the kernel when they are freed.
+A long playlist's rewrite makes a new string of a megabyte or more, freed when the next
+rewrite replaces it; so are the RAM tier's copies of HD segments when they leave it. glibc
+hands the top of its heap back to the kernel whenever more than twice its (moving) mmap
+threshold lies free there, and gives objects above that threshold a mapping of their own,
+so each of those objects was taken again as fresh pages, every one zeroed by the kernel
+first: about 590 page faults per rewrite of a 10,000-segment playlist, against about 10 with
+freed heap kept up to a bound and objects under 4 MB placed on the heap (bench/HISTORY.md).
+The reads of a cold miss faulted the same way once (209 to 243 faults per 1.1 MB miss); a
+fill now keeps only its newest chunks, and they reuse their pages under either policy.
+Objects of 4 MB and more still get a mapping of their own, which goes back to the kernel
+when they are freed.
 """
 
 from __future__ import annotations

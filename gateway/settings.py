@@ -141,8 +141,9 @@ class Settings(BaseSettings):
     # bound to the IP that resolved them): an http://, https:// or socks5:// proxy URL.
     egress_proxy: str | None = None
 
-    # Freed C heap kept mapped for reuse (gateway/heap.py): upstream reads then reuse pages
-    # instead of faulting in new ones. 0 leaves the C library's own policy.
+    # Freed C heap kept mapped for reuse (gateway/heap.py): long playlists' rewritten text
+    # and RAM-tier copies then reuse pages instead of faulting in new ones. 0 leaves the C
+    # library's own policy.
     heap_keep_bytes: ByteSize = 64 * 1024**2
     # auto: uvloop when installed (faster for hits and playlists), else asyncio's own loop.
     event_loop: str = Field(default="auto", pattern=r"^(auto|uvloop|asyncio)$")
