@@ -6,13 +6,15 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gateway.heap import keep_freed_heap
-from tests.support.gateway_process import gateway_process
+from tests.support.gateway_process import GatewayProcess, gateway_process
+from tests.support.origin import Origin
 
 pytestmark = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="the heap policy is glibc's mallopt"
@@ -22,9 +24,18 @@ BODY = os.urandom(1_100_000)
 PAGES = len(BODY) // 4096
 MISSES = 30
 
+# A 10,000-segment playlist of absolute URLs, as CDNs serve it: its rewrite makes a new
+# string of about 1.4 MB every time.
+CDN = "https://cdn.example.com/vod/"
+LONG_PLAYLIST = (
+    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n"
+    + "".join(f"#EXTINF:2.000,\n{CDN}seg_{i:05d}.ts\n" for i in range(10_000))
+    + "#EXT-X-ENDLIST\n"
+).encode()
+
 # A fresh process with the worker's heap policy ("keep") or the C library's own
 # ("default"), printing the page faults per call of the `work()` put between these, once
-# three calls have grown the heap to what it needs.
+# three calls have grown the heap to what it needs. Its stdin is `LONG_PLAYLIST`.
 _BEFORE_WORK = """
 import resource, sys
 from gateway.heap import keep_freed_heap
@@ -49,17 +60,13 @@ def work():
     del reads
 """
 
-# A 10,000-segment playlist of absolute URLs rewritten, as the gateway does for the usual
-# CDN playlist: its output is a new string of about 1.4 MB every time.
-_PLAYLIST_REWRITE = """
+# `LONG_PLAYLIST` rewritten, as the gateway does for the usual CDN playlist.
+_PLAYLIST_REWRITE = f"""
 from playlists import hls
-base = "https://cdn.example.com/vod/"
-body = ("#EXTM3U\\n#EXT-X-TARGETDURATION:2\\n" + "".join(
-    f"#EXTINF:2.000,\\n{base}seg_{i:05d}.ts\\n" for i in range(10_000)) + "#EXT-X-ENDLIST\\n"
-).encode()
+body = sys.stdin.buffer.read()
 ref = "../" + "A" * 90 + "/"
 def work():
-    return hls.rewrite(body, base_url=base + "index.m3u8", keep_relative_inside=None,
+    return hls.rewrite(body, base_url="{CDN}index.m3u8", keep_relative_inside=None,
                        make_ref=lambda url: ref + url.rsplit("/", 1)[1], directory_ref=lambda d: ref)
 assert work().count(ref.encode()) == 10_000
 """
@@ -68,8 +75,8 @@ assert work().count(ref.encode()) == 10_000
 def faults_per_call(work: str, policy: str) -> float:
     out = subprocess.run(
         [sys.executable, "-c", _BEFORE_WORK + work + _AFTER_WORK, policy],
+        input=LONG_PLAYLIST,
         capture_output=True,
-        text=True,
         check=True,
     )
     return float(out.stdout)
@@ -98,12 +105,33 @@ def minor_faults(pid: int) -> int:
     return int(fields[7])
 
 
-# 0 leaves the C library's own policy in place.
-HEAP_POLICIES = {"kept heap": None, "the C library's policy": "0"}
+# The gateway's settings for each heap policy (0 leaves the C library's own in place).
+HEAP_POLICIES = {"kept heap": {}, "the C library's policy": {"heap_keep_bytes": "0"}}
+WARM_UP = 10
 
 
-def heap_settings(keep: str | None) -> dict[str, str]:
-    return {} if keep is None else {"heap_keep_bytes": keep}
+Check = Callable[[aiohttp.ClientResponse, bytes], None]
+
+
+async def faults_per_request(
+    gateway: GatewayProcess, origin: Origin, names: list[str], check: Check
+) -> float:
+    """The gateway's page faults per GET of `names` after the first `WARM_UP` (which grow
+    its heap to what one needs); `check(response, body)` sees every answer. One link signs
+    the directory: the other names beside it are other objects."""
+    directory = (await gateway.mint(origin.base_url + names[0])).rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+
+        async def get(name: str) -> None:
+            async with session.get(f"{directory}/{name.rsplit('/', 1)[1]}") as response:
+                check(response, await response.read())
+
+        for name in names[:WARM_UP]:
+            await get(name)
+        before = minor_faults(gateway.pid)
+        for name in names[WARM_UP:]:
+            await get(name)
+    return (minor_faults(gateway.pid) - before) / (len(names) - WARM_UP)
 
 
 async def test_a_gateway_process_rewrites_one_long_playlist_after_another_in_the_same_pages(
@@ -112,63 +140,40 @@ async def test_a_gateway_process_rewrites_one_long_playlist_after_another_in_the
     # Live playlists are fetched and rewritten again and again, and each rewrite of a long
     # one makes megabytes of text that are freed when the next replaces it. With no playlist
     # cache, every request here is such a rewrite.
-    text = (
-        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n"
-        + "".join(f"#EXTINF:2.000,\nhttps://cdn.example.com/vod/seg_{i:05d}.ts\n" for i in range(10_000))
-        + "#EXT-X-ENDLIST\n"
-    ).encode()  # fmt: skip
-    names = [f"/heap/list_{n}.m3u8" for n in range(10 + MISSES)]
+    names = [f"/heap/list_{n}.m3u8" for n in range(WARM_UP + MISSES)]
     for name in names:
-        origin.set_file(name, text)
+        origin.set_file(name, LONG_PLAYLIST)
+
+    def rewritten(response: aiohttp.ClientResponse, body: bytes) -> None:
+        assert body.count(b"#EXTINF:") == 10_000
+
     faults = {}
-    for policy, keep in HEAP_POLICIES.items():
-        settings = heap_settings(keep) | {"prefetch_segments": "0", "playlist_vod_ttl": "0"}
-        async with gateway_process(tmp_path / policy, **settings) as gateway:
-            # One link signs its directory: the other names beside it are other playlists.
-            directory = (await gateway.mint(origin.base_url + names[0])).rsplit("/", 1)[0]
-            urls = [f"{directory}/{name.rsplit('/', 1)[1]}" for name in names]
-            async with aiohttp.ClientSession() as session:
-
-                async def rewrite(url: str) -> None:
-                    async with session.get(url) as response:
-                        assert (await response.read()).count(b"#EXTINF:") == 10_000
-
-                for url in urls[:10]:  # the heap grows to what a rewrite needs
-                    await rewrite(url)
-                before = minor_faults(gateway.pid)
-                for url in urls[10:]:
-                    await rewrite(url)
-                faults[policy] = (minor_faults(gateway.pid) - before) / MISSES
+    for policy, settings in HEAP_POLICIES.items():
+        async with gateway_process(
+            tmp_path / policy, prefetch_segments="0", playlist_vod_ttl="0", **settings
+        ) as gateway:
+            faults[policy] = await faults_per_request(gateway, origin, names, rewritten)
+    print(f"page faults per rewrite: {faults}")  # shown with -s
     # The rewritten text is about 1.4 MB, 340 pages: the C library maps it afresh each time
     # (about 590 faults per rewrite here), the kept heap reuses it (about 10).
     assert faults["the C library's policy"] > 150
     assert faults["kept heap"] < 40
 
 
-@pytest.mark.parametrize("keep", HEAP_POLICIES.values(), ids=HEAP_POLICIES.keys())
+@pytest.mark.parametrize("settings", HEAP_POLICIES.values(), ids=HEAP_POLICIES.keys())
 async def test_a_gateway_process_streams_cold_misses_without_faulting_in_their_bodies(
-    origin, tmp_path, keep
+    origin, tmp_path, settings
 ):
     # Under either heap policy: a fill hands its chunks on and keeps only the newest in
     # memory, so the reads from upstream reuse the same pages (about 0.6 faults per miss).
-    names = [f"/heap/seg_{n}.ts" for n in range(10 + MISSES)]
+    names = [f"/heap/seg_{n}.ts" for n in range(WARM_UP + MISSES)]
     for name in names:
         origin.set_file(name, BODY)
-    settings = heap_settings(keep) | {"prefetch_segments": "0"}
-    async with gateway_process(tmp_path / "cache", **settings) as gateway:
-        # One link signs its directory: the other names beside it are cold objects.
-        directory = (await gateway.mint(origin.base_url + names[0])).rsplit("/", 1)[0]
-        async with aiohttp.ClientSession() as session:
 
-            async def miss(name: str) -> None:
-                async with session.get(f"{directory}/{name.rsplit('/', 1)[1]}") as response:
-                    assert response.headers["X-Cache"] == "MISS"
-                    assert await response.read() == BODY
+    def missed(response: aiohttp.ClientResponse, body: bytes) -> None:
+        assert response.headers["X-Cache"] == "MISS"
+        assert body == BODY
 
-            for name in names[:10]:  # the heap grows to what a miss needs
-                await miss(name)
-            before = minor_faults(gateway.pid)
-            for name in names[10:]:
-                await miss(name)
-            per_miss = (minor_faults(gateway.pid) - before) / MISSES
+    async with gateway_process(tmp_path / "cache", prefetch_segments="0", **settings) as gateway:
+        per_miss = await faults_per_request(gateway, origin, names, missed)
     assert per_miss < PAGES / 10
