@@ -13,6 +13,12 @@ X-Accel-Redirect headers (`return 200`), about 9 µs of CPU per answer. That row
 config's ceiling: what is left between it and the gateway's row is the gateway's CPU per
 answer, which shares the two cores with nginx and the load generator.
 
+The segment rows are then run again with each serving side held to half a core
+(bench.cpu_quota): nginx static alone, the front nginx and the gateway together under one
+quota, the front nginx and the C backend together. There the serving side, not wrk or the
+two cores' contention, is the limit, and the ratio is what a hit behind nginx costs in all
+against what nginx alone spends on it.
+
 Playlist: long.m3u8 as a raw file from nginx, the gateway's rewritten copy through the
 front nginx (nginx's proxy_cache, as shipped), and from the gateway directly. One nginx
 worker each, as in the other benchmarks.
@@ -32,17 +38,20 @@ from bench.common import (
     ensure_tools,
     free_port,
     make_media,
+    pid_of,
     report,
     save,
     workdir,
     wrk,
     wrk_options,
 )
+from bench.cpu_quota import HELD_CORES, cpu_quota, quota_problem
 from bench.peers import (
     PeerNginx,
     flag_errors,
     get,
     load_note,
+    print_cpu,
     print_latency,
     render_front_site,
 )
@@ -86,6 +95,7 @@ def main() -> None:
         servers = Servers(static, front, front_tcp, accel, direct, front_c)
         backend_socket = work / "backend-c.sock"
         backend_c.start(c_backend_site(backend_c, backend_socket, servers))
+        servers.backend_c = backend_c
         front_c.start(front_site(front_c, accel, f"unix:{backend_socket}"))
         data = bench(servers, (media / SEGMENT).read_bytes(), args)
         data["load_before"] = before
@@ -124,6 +134,7 @@ class Servers:
     accel: Gateway
     direct: Gateway
     front_c: PeerNginx
+    backend_c: PeerNginx | None = None
 
     @property
     def origin(self) -> str:
@@ -174,6 +185,7 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
         },
         args.rounds,
     )
+    segments_held = held_segments(servers, links, args)
     playlists = alternate(
         {
             "nginx raw playlist": run(f"{servers.origin}/long.m3u8"),
@@ -195,6 +207,11 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
     flag_errors(segments)
     flag_errors(playlists)
     print_latency(segments, playlists)
+    if segments_held:
+        title = f"Warm segment behind nginx, each serving side held to {HELD_CORES:g} of a core"
+        data["segments_held"] = report(f"{title} (req/s)", segments_held, "rps", "nginx static")
+        print_cpu(segments_held)
+        flag_errors(segments_held)
     ratios = {name: row["ratio"] for name, row in data["segments"].items()}  # type: ignore[union-attr]
     ratio = ratios["nginx → gateway X-Accel hit"]
     verdict = "met" if ratio >= TARGET else "NOT met"
@@ -205,6 +222,37 @@ def bench(servers: Servers, expected: bytes, args: argparse.Namespace) -> dict[s
         f"the gateway reaches {ratio / ceiling:.2f} of it"
     )
     return data
+
+
+def held_segments(
+    servers: Servers, links: dict[str, str], args: argparse.Namespace
+) -> dict[str, list[dict[str, float]]]:
+    """The segment rows with each serving side under one CPU quota: nginx static alone, the
+    front and the gateway together, the front and the C backend together."""
+    problem = quota_problem()
+    if problem or servers.backend_c is None:
+        print(f"SKIP serving sides held to {HELD_CORES:g} of a core: {problem}")
+        return {}
+    sides = {
+        "nginx static": (f"{servers.origin}/{SEGMENT}", [servers.static]),
+        "nginx → gateway X-Accel hit": (links["front segment"], [servers.front, servers.accel]),
+        "nginx → C backend, same answer": (
+            links["front segment, C backend"], [servers.front_c, servers.backend_c]),
+    }  # fmt: skip
+
+    def run(url: str, pids: list[int]) -> Callable[[], dict[str, float]]:
+        def measure() -> dict[str, float]:
+            with cpu_quota(pids, HELD_CORES):
+                return wrk(url, connections=args.connections, seconds=args.seconds,
+                           server_pids=pids)  # fmt: skip
+
+        return measure
+
+    runs = {}
+    for name, (url, side) in sides.items():
+        pids = [pid for server in side if (pid := pid_of(server.process)) is not None]
+        runs[name] = run(url, pids)
+    return alternate(runs, args.rounds)
 
 
 if __name__ == "__main__":

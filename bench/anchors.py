@@ -36,7 +36,7 @@ from bench.common import (
     wrk,
     wrk_options,
 )
-from bench.cpu_quota import cpu_quota, quota_problem
+from bench.cpu_quota import HELD_CORES, cpu_quota, quota_problem
 from bench.peers import (
     HlsProxy,
     MediaFlow,
@@ -51,7 +51,6 @@ from bench.peers import (
 )
 
 SEGMENT = "seg_003.ts"
-HELD_CORES = 0.5
 HELD = ("nginx static", "gateway RAM hit", "HLS-Proxy cache hit")
 
 
@@ -152,7 +151,8 @@ def run_workloads(
 ) -> dict[str, object]:
     def run(url: str, pid: int | None) -> Callable[[], dict[str, float]]:
         def measure() -> dict[str, float]:
-            result = wrk(url, connections=args.connections, seconds=args.seconds, server_pid=pid)
+            pids = [pid] if pid is not None else []
+            result = wrk(url, connections=args.connections, seconds=args.seconds, server_pids=pids)
             if result["rps"] == 0 and not result.get("socket_errors"):
                 # Not one answer finished within the run at this concurrency (mediaflow's
                 # 1,000-segment rewrite on a slow day): one connection for three times as
@@ -169,8 +169,10 @@ def run_workloads(
 
     def held(url: str, pid: int) -> Callable[[], dict[str, float]]:
         def measure() -> dict[str, float]:
-            with cpu_quota(pid, HELD_CORES):
-                return wrk(url, connections=args.connections, seconds=args.seconds, server_pid=pid)
+            with cpu_quota([pid], HELD_CORES):
+                return wrk(
+                    url, connections=args.connections, seconds=args.seconds, server_pids=[pid]
+                )
 
         return measure
 

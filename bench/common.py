@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -326,16 +326,16 @@ def wrk(
     seconds: int = 5,
     timeout: int = 10,
     script: Path | None = None,
-    server_pid: int | None = None,
+    server_pids: Sequence[int] = (),
 ) -> dict[str, float]:
     """Requests per second, latency percentiles (ms), non-2xx answers, socket errors and
     bytes per response from `wrk --latency` (with a Lua `script` when given). The timeout is
     longer than wrk's 2 s default, which drops slower requests without counting them and so
     hides slow servers. Also the CPU wrk itself used, as a share of one core per thread (near
     1.0, the load generator is the limit and not the server), and, given the server's
-    process, that process tree's CPU per request."""
+    processes, their trees' CPU per request."""
     scripted = ["-s", str(script)] if script is not None else []
-    server_before = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
+    server_before = sum(map(tree_cpu_seconds, server_pids))
     client_before = os.times()
     started = time.perf_counter()
     out = subprocess.run(
@@ -365,8 +365,8 @@ def wrk(
         client.children_system - client_before.children_system
     )
     result["client_cpu_share"] = client_seconds / elapsed / threads
-    if server_pid is not None and result["rps"]:
-        server_seconds = tree_cpu_seconds(server_pid) - server_before
+    if server_pids and result["rps"]:
+        server_seconds = sum(map(tree_cpu_seconds, server_pids)) - server_before
         result["server_cpu_us"] = server_seconds / (result["rps"] * seconds) * 1e6
     return result
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, one after the other (about 16 minutes, plus a minute to encode the 1-hour MP4
+# Every benchmark, one after the other (about 17 minutes, plus a minute to encode the 1-hour MP4
 # the first time). Results: bench/results/*.json; the last lines are the targets met or not,
 # and the exit status is 0 only when every one is met (python -m bench.verdict).
 set -euo pipefail

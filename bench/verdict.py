@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.accel import TARGET as ACCEL_LINE
-from bench.anchors import HELD_CORES
 from bench.common import RESULTS
+from bench.cpu_quota import HELD_CORES
 from bench.memory import TARGET_MB as MEMORY_LINE_MB
 from bench.memory import less_tier
 
