@@ -45,7 +45,7 @@ from bench.common import (
     wrk,
     wrk_options,
 )
-from bench.cpu_quota import HELD_CORES, cpu_quota, quota_problem
+from bench.cpu_quota import HELD_CORES, held_rounds
 from bench.peers import (
     PeerNginx,
     flag_errors,
@@ -92,10 +92,9 @@ def main() -> None:
         direct.start()
         front.start(front_site(front, accel, f"unix:{socket}"))
         front_tcp.start(front_site(front_tcp, accel, f"127.0.0.1:{accel.port}"))
-        servers = Servers(static, front, front_tcp, accel, direct, front_c)
+        servers = Servers(static, front, front_tcp, accel, direct, front_c, backend_c)
         backend_socket = work / "backend-c.sock"
         backend_c.start(c_backend_site(backend_c, backend_socket, servers))
-        servers.backend_c = backend_c
         front_c.start(front_site(front_c, accel, f"unix:{backend_socket}"))
         data = bench(servers, (media / SEGMENT).read_bytes(), args)
         data["load_before"] = before
@@ -134,7 +133,7 @@ class Servers:
     accel: Gateway
     direct: Gateway
     front_c: PeerNginx
-    backend_c: PeerNginx | None = None
+    backend_c: PeerNginx
 
     @property
     def origin(self) -> str:
@@ -229,30 +228,19 @@ def held_segments(
 ) -> dict[str, list[dict[str, float]]]:
     """The segment rows with each serving side under one CPU quota: nginx static alone, the
     front and the gateway together, the front and the C backend together."""
-    problem = quota_problem()
-    if problem or servers.backend_c is None:
-        print(f"SKIP serving sides held to {HELD_CORES:g} of a core: {problem}")
-        return {}
     sides = {
         "nginx static": (f"{servers.origin}/{SEGMENT}", [servers.static]),
         "nginx → gateway X-Accel hit": (links["front segment"], [servers.front, servers.accel]),
         "nginx → C backend, same answer": (
             links["front segment, C backend"], [servers.front_c, servers.backend_c]),
     }  # fmt: skip
-
-    def run(url: str, pids: list[int]) -> Callable[[], dict[str, float]]:
-        def measure() -> dict[str, float]:
-            with cpu_quota(pids, HELD_CORES):
-                return wrk(url, connections=args.connections, seconds=args.seconds,
-                           server_pids=pids)  # fmt: skip
-
-        return measure
-
-    runs = {}
-    for name, (url, side) in sides.items():
-        pids = [pid for server in side if (pid := pid_of(server.process)) is not None]
-        runs[name] = run(url, pids)
-    return alternate(runs, args.rounds)
+    return held_rounds(
+        {
+            name: (url, [pid for server in side if (pid := pid_of(server.process)) is not None])
+            for name, (url, side) in sides.items()
+        },
+        args,
+    )
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ Workloads: one hot 1.1 MB segment, each proxy's cache hit (HLS-Proxy `--prefetch
 RAM tier), and the 1,000-segment long.m3u8 rewritten (the peers keep no rewritten copy:
 they fetch and rewrite on every request). The hot segment is then asked again of nginx,
 the gateway and HLS-Proxy with each server held to half a core (bench.cpu_quota): there
-the server, not wrk, is the limit, and req/s is each server's own cost per hit. Each segment link benchmarked is the one the
-proxy itself wrote into a playlist. The peers are installed once under
-$HLS_BENCH_TOOLS (default /tmp/hls-bench-tools); a peer that cannot be installed (no
-network) is skipped with one line and the rest still runs.
+the server, not wrk, is the limit, and req/s is each server's own cost per hit. Each
+segment link benchmarked is the one the proxy itself wrote into a playlist. The peers are
+installed once under $HLS_BENCH_TOOLS (default /tmp/hls-bench-tools); a peer that cannot be
+installed (no network) is skipped with one line and the rest still runs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from bench.common import (
     wrk,
     wrk_options,
 )
-from bench.cpu_quota import HELD_CORES, cpu_quota, quota_problem
+from bench.cpu_quota import HELD_CORES, held_rounds
 from bench.peers import (
     HlsProxy,
     MediaFlow,
@@ -167,25 +167,11 @@ def run_workloads(
 
         return measure
 
-    def held(url: str, pid: int) -> Callable[[], dict[str, float]]:
-        def measure() -> dict[str, float]:
-            with cpu_quota([pid], HELD_CORES):
-                return wrk(
-                    url, connections=args.connections, seconds=args.seconds, server_pids=[pid]
-                )
-
-        return measure
-
     hits = alternate({name: run(url, pids[name]) for name, url in segments.items()}, args.rounds)
-    problem = quota_problem()
-    if problem:
-        print(f"SKIP servers held to {HELD_CORES} of a core: {problem}")
-    held_runs = {
-        name: held(segments[name], pid)
-        for name in HELD
-        if name in segments and (pid := pids[name]) is not None and not problem
-    }
-    hits_held = alternate(held_runs, args.rounds) if held_runs else {}
+    hits_held = held_rounds(
+        {name: (segments[name], [pid]) for name in HELD if (pid := pids.get(name)) is not None},
+        args,
+    )
     lists = alternate({name: run(url, pids[name]) for name, url in playlists.items()}, args.rounds)
     print(
         "\nsegment 1.1 MB, playlist 1,000 segments; "
@@ -197,7 +183,7 @@ def run_workloads(
     print_cpu(hits)
     flag_errors(hits)
     if hits_held:
-        title = f"Hot segment hit, each server held to {HELD_CORES} of a core (req/s)"
+        title = f"Hot segment hit, each server held to {HELD_CORES:g} of a core (req/s)"
         data["hits_held"] = report(title, hits_held, "rps", "nginx static")
         print_ratios(data["hits_held"], "gateway RAM hit")  # type: ignore[arg-type]
         print_cpu(hits_held)

@@ -14,12 +14,14 @@ written (not root, no cpu controller), `quota_problem` says why and the caller s
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bench.common import children
+from bench.common import alternate, children, wrk
 
 ROOT = Path("/sys/fs/cgroup")
 V1 = ROOT / "cpu"
@@ -29,6 +31,7 @@ HELD_CORES = 0.5
 PERIOD_US = 20_000  # short periods, so that a throttled server stalls for at most 10 ms
 
 
+@functools.cache
 def _version() -> int:
     if (V1 / "cpu.cfs_quota_us").exists():
         return 1
@@ -79,6 +82,29 @@ def quota_problem() -> str | None:
         except OSError as exc:
             return f"cannot enable the cpu controller: {exc}"
     return None
+
+
+Runs = dict[str, list[dict[str, float]]]
+
+
+def held_rounds(sides: dict[str, tuple[str, list[int]]], args: argparse.Namespace) -> Runs:
+    """Each side's URL under wrk (the load benchmarks' options `args`), with the side's
+    processes under one quota of `HELD_CORES` while it runs, alternated as `alternate` does;
+    nothing (and one line saying why) where no quota can be set."""
+    problem = quota_problem()
+    if problem:
+        print(f"SKIP servers held to {HELD_CORES:g} of a core: {problem}")
+        return {}
+
+    def held(url: str, pids: list[int]) -> Callable[[], dict[str, float]]:
+        def measure() -> dict[str, float]:
+            with cpu_quota(pids, HELD_CORES):
+                return wrk(url, connections=args.connections, seconds=args.seconds,
+                           server_pids=pids)  # fmt: skip
+
+        return measure
+
+    return alternate({name: held(url, pids) for name, (url, pids) in sides.items()}, args.rounds)
 
 
 @contextlib.contextmanager
