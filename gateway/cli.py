@@ -293,15 +293,24 @@ async def _serve(
     runner_options: dict[str, object],
 ) -> None:
     """Serve `app` until a signal ends the process (SIGTERM/SIGINT raise GracefulExit)."""
+    from gateway.app import GATEWAY
+    from gateway.collector import PauseTimer, freeze_startup_objects
     from gateway.lane_connection import GatewayRunner
 
     runner = GatewayRunner(app, handle_signals=True, **runner_options)  # type: ignore[arg-type]
     await runner.setup()
+    gateway = app[GATEWAY]
+    pauses = PauseTimer(gateway.metrics.gc_paused)
     try:
+        if gateway.settings.gc_freeze:
+            # Started, not yet accepting: no client waits for this one full collection.
+            gateway.metrics.gc_frozen_objects.set(freeze_startup_objects())
+        pauses.install()
         for sock in socks:
             await web.SockSite(runner, sock).start()
         await asyncio.Event().wait()
     finally:
+        pauses.remove()
         await runner.cleanup()
 
 

@@ -8,7 +8,9 @@ so each of those objects was taken again as fresh pages, every one zeroed by the
 first: about 590 page faults per rewrite of a 10,000-segment playlist, against about 10 with
 freed heap kept up to a bound and objects under 4 MB placed on the heap (bench/HISTORY.md).
 The reads of a cold miss faulted the same way once (209 to 243 faults per 1.1 MB miss); a
-fill now keeps only its newest chunks, and they reuse their pages under either policy.
+fill now keeps only its newest chunks, and with freed heap kept they reuse their pages
+whatever the body's size (under the C library's policy, only while the heap freed after a
+miss stays under its trim threshold, about 1 MB here).
 Objects of 4 MB and more still get a mapping of their own, which goes back to the kernel
 when they are freed.
 """

@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 FLUSH_SECONDS = 1.0
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
 class Metrics:
@@ -100,6 +101,22 @@ class Metrics:
         self.extractions = Counter(
             "gateway_extractions", "yt-dlp page extractions run.", registry=r
         )
+        self.gc_pauses = Histogram(
+            "gateway_gc_pause_seconds",
+            "Garbage collector pauses by generation (2: a full collection).",
+            ["generation"],
+            buckets=_GC_PAUSE_BUCKETS,
+            registry=r,
+        )
+        self.gc_frozen_objects = Gauge(
+            "gateway_gc_frozen_objects",
+            "Objects made at start-up that full collections skip (gc.freeze).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        # Filled inside the collector (`gateway.collector.PauseTimer`), where observing a
+        # metric could wait on a lock the interrupted code holds; moved over at each flush.
+        self._gc_pauses: list[tuple[str, float]] = []
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
         self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self._pending: dict[tuple[Counter, tuple[str, ...]], float] = {}
@@ -114,10 +131,17 @@ class Metrics:
             return
         pending[key] = pending.get(key, 0.0) + amount
 
+    def gc_paused(self, generation: str, seconds: float) -> None:
+        """A collection's pause, observed at the next flush (safe inside the collector)."""
+        self._gc_pauses.append((generation, seconds))
+
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
         for key, amount in pending.items():
             self._inc(key, amount)
+        pauses, self._gc_pauses = self._gc_pauses, []
+        for generation, seconds in pauses:
+            self.gc_pauses.labels(generation).observe(seconds)
 
     def _inc(self, key: tuple[Counter, tuple[str, ...]], amount: float) -> None:
         child = self._children.get(key)

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     # and RAM-tier copies then reuse pages instead of faulting in new ones. 0 leaves the C
     # library's own policy.
     heap_keep_bytes: ByteSize = 64 * 1024**2
+    # Once a worker serves, the objects start-up made are left out of the garbage
+    # collector's full passes, which otherwise stall the worker for tens of milliseconds
+    # (gateway/collector.py).
+    gc_freeze: bool = True
     # auto: uvloop when installed (faster for hits and playlists), else asyncio's own loop.
     event_loop: str = Field(default="auto", pattern=r"^(auto|uvloop|asyncio)$")
 
