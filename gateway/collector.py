@@ -5,8 +5,8 @@ A worker starts with some 66,000 objects the collector tracks (modules, classes,
 the app), and a full collection walks every one of them, while every client of the worker
 waits: 34-54 ms for those alone on the benchmark machine. They live as long as the
 process, so before it accepts a connection they move to the collector's permanent
-generation (`gc.freeze`), and full passes walk only what was made since (with 30,000
-objects cached, 58 ms against 85: `python -m bench.gc_pauses`). Reference counting still
+generation (`gc.freeze`), and full passes walk only what was made since (with 20,000-30,000
+objects cached, 31 ms against 67: `python -m bench.gc_pauses`). Reference counting still
 frees frozen objects; only a reference cycle through one is never collected, so what can
 leak is bounded by what start-up made.
 """

@@ -28,5 +28,14 @@ class Entry:
     def from_json(cls, text: str | bytes) -> Entry:
         return cls(**json.loads(text))
 
+    def as_row(self) -> tuple[str | int | float | None, ...]:
+        """The fields in order, as a plain tuple: one of strings and numbers only, which the
+        garbage collector stops tracking (an `Entry` it walks in every full collection)."""
+        return tuple([getattr(self, name) for name in _FIELDS])
+
+    @classmethod
+    def from_row(cls, row: tuple[str | int | float | None, ...]) -> Entry:
+        return cls(*row)  # type: ignore[arg-type]
+
 
 _FIELDS = tuple(field.name for field in fields(Entry))

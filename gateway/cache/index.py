@@ -48,26 +48,33 @@ class CacheIndex(Protocol):
 
 
 class MemoryIndex:
-    """An in-process LRU; the default when no Redis is configured."""
+    """An in-process LRU; the default when no Redis is configured.
+
+    Each entry is held as its size and a plain tuple of its fields (`Entry.as_row`), which
+    the garbage collector stops tracking: a cache of tens of thousands of objects then adds
+    nothing to the worker's full collections (bench/HISTORY.md)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[int, tuple[str | int | float | None, ...]]] = (
+            OrderedDict()
+        )
         self._total = 0
 
     async def get(self, name: str) -> Entry | None:
-        return self._entries.get(name)
+        kept = self._entries.get(name)
+        return None if kept is None else Entry.from_row(kept[1])
 
     async def put(self, entry: Entry) -> list[str]:
         old = self._entries.pop(entry.name, None)
         if old is not None:
-            self._total -= old.size
-        self._entries[entry.name] = entry
+            self._total -= old[0]
+        self._entries[entry.name] = (entry.size, entry.as_row())
         self._total += entry.size
         evicted: list[str] = []
         while self._total > self.max_bytes and self._entries:
-            name, victim = self._entries.popitem(last=False)
-            self._total -= victim.size
+            name, (size, _row) = self._entries.popitem(last=False)
+            self._total -= size
             evicted.append(name)
         return evicted
 
@@ -76,9 +83,9 @@ class MemoryIndex:
             self._entries.move_to_end(name)
 
     async def remove(self, name: str) -> None:
-        entry = self._entries.pop(name, None)
-        if entry is not None:
-            self._total -= entry.size
+        kept = self._entries.pop(name, None)
+        if kept is not None:
+            self._total -= kept[0]
 
     async def total_bytes(self) -> int:
         return self._total
