@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import re
 import statistics
 import time
 import urllib.request
+from collections.abc import Callable
 
 import aiohttp
 
@@ -25,6 +27,7 @@ from bench.common import Gateway, alternate, ensure_tools, free_port, save, stat
 from bench.miss_ttfb import directory_of, make_miss_media
 
 OBJECT = "small_20k.ts"
+_names = itertools.count()  # every run asks for objects nobody asked for before
 _PAUSES = re.compile(r'^gateway_gc_pause_seconds_(count|sum)\{generation="(\d)"\} (\S+)$', re.M)
 
 
@@ -58,11 +61,9 @@ async def misses(links: list[str], concurrency: int) -> list[float]:
 
 
 def run(
-    gateway: Gateway, origin: str, args: argparse.Namespace, first: list[int]
+    gateway: Gateway, make_url: Callable[[str], str], args: argparse.Namespace
 ) -> dict[str, float]:
-    make_url = directory_of(gateway, origin)
-    links = [make_url(f"cold_{first[0] + n}_{OBJECT}") for n in range(args.misses)]
-    first[0] += args.misses  # every run asks for objects nobody asked for before
+    links = [make_url(f"cold_{next(_names)}_{OBJECT}") for _ in range(args.misses)]
     before = pauses(gateway)
     times = sorted(asyncio.run(misses(links, args.concurrency)))
     after = pauses(gateway)
@@ -93,14 +94,14 @@ def main() -> None:
         origin = f"http://127.0.0.1:{nginx.port}"
         frozen = Gateway(free_port(), work / "cache-frozen")
         unfrozen = Gateway(free_port(), work / "cache-unfrozen")
-        names = [0]
         try:
             frozen.start()
             unfrozen.start(gc_freeze="false")
+            in_frozen, in_unfrozen = directory_of(frozen, origin), directory_of(unfrozen, origin)
             results = alternate(
                 {
-                    "start-up frozen (default)": lambda: run(frozen, origin, args, names),
-                    "not frozen": lambda: run(unfrozen, origin, args, names),
+                    "start-up frozen (default)": lambda: run(frozen, in_frozen, args),
+                    "not frozen": lambda: run(unfrozen, in_unfrozen, args),
                 },
                 args.rounds,
             )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from typing import cast
+
+# An entry's fields in order (`Entry.as_row`).
+Row = tuple[str | int | float | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +32,19 @@ class Entry:
     def from_json(cls, text: str | bytes) -> Entry:
         return cls(**json.loads(text))
 
-    def as_row(self) -> tuple[str | int | float | None, ...]:
+    def as_row(self) -> Row:
         """The fields in order, as a plain tuple: one of strings and numbers only, which the
         garbage collector stops tracking (an `Entry` it walks in every full collection)."""
         return tuple([getattr(self, name) for name in _FIELDS])
 
     @classmethod
-    def from_row(cls, row: tuple[str | int | float | None, ...]) -> Entry:
+    def from_row(cls, row: Row) -> Entry:
         return cls(*row)  # type: ignore[arg-type]
 
 
 _FIELDS = tuple(field.name for field in fields(Entry))
+_SIZE_IN_ROW = _FIELDS.index("size")
+
+
+def size_of_row(row: Row) -> int:
+    return cast(int, row[_SIZE_IN_ROW])

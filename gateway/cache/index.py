@@ -15,7 +15,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from gateway.cache.entry import Entry
+from gateway.cache.entry import Entry, Row, size_of_row
 from gateway.cache.redis_connect import connect
 
 log = logging.getLogger("gateway.cache")
@@ -50,31 +50,29 @@ class CacheIndex(Protocol):
 class MemoryIndex:
     """An in-process LRU; the default when no Redis is configured.
 
-    Each entry is held as its size and a plain tuple of its fields (`Entry.as_row`), which
-    the garbage collector stops tracking: a cache of tens of thousands of objects then adds
-    nothing to the worker's full collections (bench/HISTORY.md)."""
+    Each entry is held as a plain tuple of its fields (`Entry.as_row`), which the garbage
+    collector stops tracking: a cache of tens of thousands of objects then adds nothing to
+    the worker's full collections (bench/HISTORY.md)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[int, tuple[str | int | float | None, ...]]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[str, Row] = OrderedDict()
         self._total = 0
 
     async def get(self, name: str) -> Entry | None:
-        kept = self._entries.get(name)
-        return None if kept is None else Entry.from_row(kept[1])
+        row = self._entries.get(name)
+        return None if row is None else Entry.from_row(row)
 
     async def put(self, entry: Entry) -> list[str]:
         old = self._entries.pop(entry.name, None)
         if old is not None:
-            self._total -= old[0]
-        self._entries[entry.name] = (entry.size, entry.as_row())
+            self._total -= size_of_row(old)
+        self._entries[entry.name] = entry.as_row()
         self._total += entry.size
         evicted: list[str] = []
         while self._total > self.max_bytes and self._entries:
-            name, (size, _row) = self._entries.popitem(last=False)
-            self._total -= size
+            name, victim = self._entries.popitem(last=False)
+            self._total -= size_of_row(victim)
             evicted.append(name)
         return evicted
 
@@ -83,9 +81,9 @@ class MemoryIndex:
             self._entries.move_to_end(name)
 
     async def remove(self, name: str) -> None:
-        kept = self._entries.pop(name, None)
-        if kept is not None:
-            self._total -= kept[0]
+        row = self._entries.pop(name, None)
+        if row is not None:
+            self._total -= size_of_row(row)
 
     async def total_bytes(self) -> int:
         return self._total

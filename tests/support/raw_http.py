@@ -81,7 +81,8 @@ def comparable(reply: Reply, own_validators: dict[str, str] | None = None) -> Re
 
 
 async def metric(base_url: str, name: str) -> float:
-    """The value of an unlabelled metric, as `/metrics` reports it."""
+    """The value of one sample, as `/metrics` reports it: a metric's name, with its labels
+    as written there (`name{label="value"}`) when it has any."""
     connection = await Connection.open(base_url)
     try:
         text = (await connection.get("/metrics")).body.decode()
